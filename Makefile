@@ -1,0 +1,45 @@
+# synclog: top-level build.  The extension is built by PGXS in pg_ext/ (its
+# own Makefile); gateway/ and client/ join here in later issues.  The two
+# commands the README promises are `make demo` and `make check`; both install
+# what is missing first (`make deps`).
+
+PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
+export PG_CONFIG
+
+.PHONY: all deps ext install installcheck check demo bench clean
+
+all: ext
+
+deps:
+	@scripts/deps.sh
+
+ext:
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)
+
+# Installing into PostgreSQL's directories needs root; use sudo otherwise.
+install: all
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) -C pg_ext install; \
+	 else sudo $(MAKE) -C pg_ext install PG_CONFIG=$(PG_CONFIG); fi
+
+# Against a running server (PGHOST/PGPORT): the pg_regress and isolation suites.
+installcheck:
+	$(MAKE) -C pg_ext installcheck
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@tests/run-all.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@bench/run.sh
+
+clean:
+	$(MAKE) -C pg_ext clean
+	rm -rf build

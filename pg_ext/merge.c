@@ -1,0 +1,590 @@
+/*
+ * merge.c
+ *		Applying one op to its row: the conflict rule of DESIGN.md.
+ *
+ * Upsert: per-field last-writer-wins.  A field takes the op's value when the
+ * op's (hlc, client_id) is greater than the clock that last won the field; a
+ * field the op loses is left alone.  A new row is inserted with the fields
+ * given (other columns take their defaults, and have no clock, so any later
+ * op wins them).  Delete: absorbing.  The row gets a tombstone and every later
+ * op on it is refused row_deleted.  The group column never changes through
+ * an op (group_immutable).
+ *
+ * Concurrency: the row's synclog.row_meta entry is locked FOR UPDATE before
+ * anything is decided, so two pushes to one row are applied one after the
+ * other; a new row's entry is created with ON CONFLICT DO NOTHING and, if a
+ * concurrent push created it first, read again under the lock.  The op-log
+ * entry is written last, after the lock, so its local_id orders ops on one
+ * row in the order they were applied.
+ *
+ * Runs inside SPI_connect and inside push.c's per-op subtransaction: an ERROR
+ * here (bad value, constraint) rolls back only this op.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "synclog.h"
+
+extern const char *sl_current_column;
+
+/* One field of an upsert, resolved against the catalog. */
+typedef struct SlField
+{
+	char	   *column;
+	AttrNumber	attnum;
+	Oid			typid;
+	int32		typmod;
+	JsonbValue	value;
+} SlField;
+
+static void
+reject(const char **code, const char *c)
+{
+	*code = c;
+}
+
+/* The text of a JSON value for a column of type typid; NULL for JSON null. */
+static char *
+field_text(JsonbValue *v, Oid typid)
+{
+	if (v->type == jbvNull)
+		return NULL;
+	if (typid == JSONOID || typid == JSONBOID)
+	{
+		StringInfoData s;
+		Jsonb	   *jb = JsonbValueToJsonb(v);
+
+		initStringInfo(&s);
+		JsonbToCString(&s, &jb->root, VARSIZE(jb));
+		return s.data;
+	}
+	return sl_json_text(v);
+}
+
+/* The datum of a JSON value for a column; raises the type's input error. */
+static Datum
+field_datum(SlField *f, bool *isnull)
+{
+	char	   *str;
+	Oid			infunc,
+				ioparam;
+
+	sl_current_column = f->column;
+	str = field_text(&f->value, f->typid);
+	*isnull = (str == NULL);
+	getTypeInputInfo(f->typid, &infunc, &ioparam);
+	/* NULL still goes through the input function: domains check NOT NULL. */
+	return OidInputFunctionCall(infunc, str, ioparam, f->typmod);
+}
+
+/*
+ * Resolves the fields of an upsert.  Returns false with code and message set
+ * when a column is unknown or may not be written.
+ */
+static bool
+resolve_fields(SlTable *t, JsonbContainer *fields, List **out,
+			   const char **code, StringInfo msg)
+{
+	JsonbIterator *it = JsonbIteratorInit(fields);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	SlField    *f = NULL;
+
+	*out = NIL;
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *col = pnstrdup(v.val.string.val, v.val.string.len);
+			AttrNumber	attnum = get_attnum(t->relid, col);
+			Oid			coll;
+
+			if (attnum <= 0)
+			{
+				reject(code, "unknown_column");
+				appendStringInfo(msg, "column \"%s\" does not exist in table \"%s\"", col, t->name);
+				return false;
+			}
+			if (get_attgenerated(t->relid, attnum) != '\0')
+			{
+				reject(code, "invalid_op");
+				appendStringInfo(msg, "column \"%s\" of table \"%s\" is generated and cannot be written",
+								 col, t->name);
+				return false;
+			}
+			f = palloc0(sizeof(SlField));
+			f->column = col;
+			f->attnum = attnum;
+			get_atttypetypmodcoll(t->relid, attnum, &f->typid, &f->typmod, &coll);
+		}
+		else if (tok == WJB_VALUE)
+		{
+			f->value = v;
+			*out = lappend(*out, f);
+		}
+	}
+	return true;
+}
+
+static bool
+group_granted(const SlAuth *auth, const char *grp)
+{
+	if (grp == NULL)
+		return false;
+	for (int i = 0; i < auth->ngroups; i++)
+		if (strcmp(auth->groups[i], grp) == 0)
+			return true;
+	return false;
+}
+
+/* The canonical text of a field's value for comparisons; NULL for null. */
+static char *
+field_canonical(SlField *f)
+{
+	char	   *str;
+
+	sl_current_column = f->column;
+	str = sl_json_text(&f->value);
+	if (str == NULL)
+		return NULL;
+	return sl_normalize_text(str, f->typid, f->typmod);
+}
+
+/* Keeps only the keys in cols (a List of C strings) of a JSON object. */
+static Jsonb *
+jsonb_keep(Jsonb *all, List *cols)
+{
+	JsonbParseState *state = NULL;
+	ListCell   *lc;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	foreach(lc, cols)
+	{
+		const char *col = lfirst(lc);
+		JsonbValue	buf;
+		JsonbValue *val = sl_json_get(&all->root, col, &buf);
+		JsonbValue	key;
+
+		if (val == NULL)
+			continue;
+		key.type = jbvString;
+		key.val.string.val = (char *) col;
+		key.val.string.len = strlen(col);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		pushJsonbValue(&state, WJB_VALUE, val);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+Jsonb *
+sl_empty_object(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+/*
+ * Appends an op to the op log, unsequenced, and asks for the sequencer to be
+ * woken at commit.  A second op with the same id raises a unique violation
+ * on synclog.ops (push.c treats it as a duplicate).  Inside SPI.
+ */
+void
+sl_record_op(const char *op_id, const char *table, const char *row,
+			 const char *grp, bool is_delete, Jsonb *fields,
+			 uint64 hlc, const char *client_id)
+{
+	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, INT8OID, TEXTOID};
+	Datum		args[8];
+	char		nulls[8] = "        ";
+	SPIPlanPtr	plan;
+	int			rc;
+
+	args[0] = CStringGetTextDatum(op_id);
+	args[1] = CStringGetTextDatum(table);
+	args[2] = CStringGetTextDatum(row);
+	if (grp)
+		args[3] = CStringGetTextDatum(grp);
+	else
+	{
+		args[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	args[4] = CStringGetTextDatum(is_delete ? "delete" : "upsert");
+	args[5] = JsonbPGetDatum(fields ? fields : sl_empty_object());
+	args[6] = Int64GetDatum((int64) hlc);
+	args[7] = CStringGetTextDatum(client_id);
+
+	plan = sl_plan("INSERT INTO synclog.ops "
+				   "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
+				   "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)",
+				   8, argtypes);
+	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "synclog: op log insert failed: %s", SPI_result_code_string(rc));
+	sl_note_ops_written();
+}
+
+/* Locks and reads the row's metadata; false when it has none. */
+bool
+sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *deleted)
+{
+	Oid			argtypes[2] = {OIDOID, TEXTOID};
+	Datum		args[2] = {ObjectIdGetDatum(t->relid), CStringGetTextDatum(row)};
+	SPIPlanPtr	plan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	plan = sl_plan("SELECT grp, clocks, deleted FROM synclog.row_meta "
+				   "WHERE tbl = $1::regclass AND row_id = $2 FOR UPDATE",
+				   2, argtypes);
+	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "synclog: row metadata lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*grp = SPI_getvalue(tup, desc, 1);
+	*clocks = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
+	*deleted = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	return true;
+}
+
+/* Creates the row's metadata unless a concurrent push just did; true if created. */
+bool
+sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted)
+{
+	Oid			argtypes[5] = {OIDOID, TEXTOID, TEXTOID, JSONBOID, BOOLOID};
+	Datum		args[5];
+	char		nulls[5] = "     ";
+	SPIPlanPtr	plan;
+
+	args[0] = ObjectIdGetDatum(t->relid);
+	args[1] = CStringGetTextDatum(row);
+	if (grp)
+		args[2] = CStringGetTextDatum(grp);
+	else
+		nulls[2] = 'n';
+	args[3] = JsonbPGetDatum(clocks);
+	args[4] = BoolGetDatum(deleted);
+	plan = sl_plan("INSERT INTO synclog.row_meta (tbl, row_id, grp, clocks, deleted) "
+				   "VALUES ($1::regclass, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+				   5, argtypes);
+	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "synclog: row metadata insert failed");
+	return SPI_processed == 1;
+}
+
+/* Rewrites the row's metadata (it must exist and be locked). */
+void
+sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted)
+{
+	Oid			argtypes[5] = {OIDOID, TEXTOID, JSONBOID, BOOLOID, TEXTOID};
+	Datum		args[5];
+	char		nulls[5] = "     ";
+	SPIPlanPtr	plan;
+
+	args[0] = ObjectIdGetDatum(t->relid);
+	args[1] = CStringGetTextDatum(row);
+	args[2] = JsonbPGetDatum(clocks);
+	args[3] = BoolGetDatum(deleted);
+	if (grp)
+		args[4] = CStringGetTextDatum(grp);
+	else
+		nulls[4] = 'n';
+	plan = sl_plan("UPDATE synclog.row_meta SET clocks = $3, deleted = $4, grp = $5 "
+				   "WHERE tbl = $1::regclass AND row_id = $2",
+				   5, argtypes);
+	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "synclog: row metadata update failed");
+}
+
+static Datum
+pk_datum(SlTable *t, const char *row)
+{
+	Oid			infunc,
+				ioparam;
+
+	sl_current_column = t->pk_column;
+	getTypeInputInfo(t->pk_type, &infunc, &ioparam);
+	return OidInputFunctionCall(infunc, (char *) row, ioparam, t->pk_typmod);
+}
+
+/* Deletes the application row, if there is one. */
+void
+sl_app_delete(SlTable *t, const char *row)
+{
+	StringInfoData sql;
+	Datum		arg = pk_datum(t, row);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM %s WHERE %s = $1",
+					 t->qualname, quote_identifier(t->pk_column));
+	sl_push_relid = t->relid;
+	if (SPI_execute_plan(sl_plan(sql.data, 1, &t->pk_type), &arg, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "synclog: delete from %s failed", t->qualname);
+	sl_push_relid = InvalidOid;
+}
+
+/*
+ * Inserts (when insert) or updates the application row with the fields in
+ * list, returning the whole row as JSON, or NULL when an update found no row.
+ */
+static Jsonb *
+app_write(SlTable *t, const char *row, List *list, bool insert)
+{
+	StringInfoData sql;
+	int			n = list_length(list) + 1;
+	Oid		   *argtypes = palloc(sizeof(Oid) * n);
+	Datum	   *args = palloc(sizeof(Datum) * n);
+	char	   *nulls = palloc(n + 1);
+	ListCell   *lc;
+	int			i = 0;
+	int			rc;
+	Jsonb	   *result = NULL;
+
+	memset(nulls, ' ', n);
+	nulls[n] = '\0';
+	foreach(lc, list)
+	{
+		SlField    *f = lfirst(lc);
+		bool		isnull;
+
+		argtypes[i] = f->typid;
+		args[i] = field_datum(f, &isnull);
+		if (isnull)
+			nulls[i] = 'n';
+		i++;
+	}
+	argtypes[i] = t->pk_type;
+	args[i] = pk_datum(t, row);
+	sl_current_column = NULL;
+
+	initStringInfo(&sql);
+	if (insert)
+	{
+		appendStringInfo(&sql, "INSERT INTO %s AS synclog_row (", t->qualname);
+		foreach(lc, list)
+			appendStringInfo(&sql, "%s, ", quote_identifier(((SlField *) lfirst(lc))->column));
+		appendStringInfo(&sql, "%s) VALUES (", quote_identifier(t->pk_column));
+		for (int k = 1; k <= n; k++)
+			appendStringInfo(&sql, "$%d%s", k, k < n ? ", " : ")");
+	}
+	else
+	{
+		appendStringInfo(&sql, "UPDATE %s AS synclog_row SET ", t->qualname);
+		i = 1;
+		foreach(lc, list)
+			appendStringInfo(&sql, "%s%s = $%d", i > 1 ? ", " : "",
+							 quote_identifier(((SlField *) lfirst(lc))->column), i), i++;
+		appendStringInfo(&sql, " WHERE %s = $%d", quote_identifier(t->pk_column), n);
+	}
+	appendStringInfoString(&sql, " RETURNING to_jsonb(synclog_row)");
+
+	sl_push_relid = t->relid;
+	rc = SPI_execute_plan(sl_plan(sql.data, n, argtypes), args, nulls, false, 0);
+	sl_push_relid = InvalidOid;
+	if (rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "synclog: write to %s failed: %s", t->qualname, SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		result = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return result;
+}
+
+static List *
+field_names(List *fields)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, fields)
+		names = lappend(names, ((SlField *) lfirst(lc))->column);
+	return names;
+}
+
+/*
+ * Applies op as the holder of auth.  Returns SL_APPLIED (the op is in the op
+ * log), or SL_REJECTED with *code one of DESIGN.md's rejection codes and msg
+ * saying why; the caller then rolls back the subtransaction.  Bad values and
+ * constraint violations are raised as ERRORs for the caller to classify.
+ */
+SlOutcome
+sl_apply_op(const SlOp *op, const SlAuth *auth, const char **code, StringInfo msg)
+{
+	SlTable    *t = sl_table_by_name(op->table);
+	List	   *fields = NIL;
+	List	   *write = NIL;
+	SlField    *grp_field = NULL;
+	char	   *row;
+	char	   *grp = NULL;
+	Jsonb	   *clocks = NULL;
+	bool		deleted = false;
+	bool		exists;
+	ListCell   *lc;
+	Jsonb	   *rowjson;
+	int			attempts = 0;
+
+	if (t == NULL)
+	{
+		reject(code, "unknown_table");
+		appendStringInfo(msg, "table \"%s\" is not tracked by synclog", op->table);
+		return SL_REJECTED;
+	}
+
+	/* Rows are named by the canonical text of their primary key. */
+	sl_current_column = t->pk_column;
+	row = sl_normalize_text(op->row, t->pk_type, t->pk_typmod);
+	sl_current_column = NULL;
+
+	if (!op->is_delete)
+	{
+		if (!resolve_fields(t, op->fields, &fields, code, msg))
+			return SL_REJECTED;
+		foreach(lc, fields)
+		{
+			SlField    *f = lfirst(lc);
+
+			if (f->attnum == t->pk_attnum)
+			{
+				char	   *v = field_canonical(f);
+
+				if (v == NULL || strcmp(v, row) != 0)
+				{
+					reject(code, "invalid_op");
+					appendStringInfo(msg, "field \"%s\" is the primary key and must equal the op's row \"%s\"",
+									 f->column, row);
+					return SL_REJECTED;
+				}
+				continue;		/* the key is written from the row alone */
+			}
+			if (f->attnum == t->grp_attnum)
+				grp_field = f;
+			write = lappend(write, f);
+		}
+	}
+
+again:
+	exists = sl_meta_lock(t, row, &grp, &clocks, &deleted);
+
+	if (!exists)
+	{
+		if (op->is_delete)
+		{
+			/*
+			 * A delete of a row we never saw: record the tombstone anyway, so
+			 * that the result does not depend on the order ops arrive in.
+			 */
+			if (!sl_meta_create(t, row, NULL, sl_empty_object(), true))
+			{
+				if (++attempts > 1)
+					elog(ERROR, "synclog: row metadata of \"%s\" changed twice under us", row);
+				goto again;
+			}
+			sl_app_delete(t, row);
+			sl_record_op(op->id, t->name, row, NULL, true, NULL, op->hlc, op->client_id);
+			return SL_APPLIED;
+		}
+
+		if (grp_field == NULL || (grp = field_canonical(grp_field)) == NULL)
+		{
+			reject(code, "invalid_op");
+			appendStringInfo(msg, "a new row needs its group column \"%s\" among the fields", t->grp_column);
+			return SL_REJECTED;
+		}
+		if (!group_granted(auth, grp))
+		{
+			reject(code, "unauthorized");
+			appendStringInfo(msg, "the token does not grant group \"%s\"", grp);
+			return SL_REJECTED;
+		}
+		clocks = sl_clock_entry_set(NULL, field_names(write), op->hlc, op->client_id);
+		if (!sl_meta_create(t, row, grp, clocks, false))
+		{
+			if (++attempts > 1)
+				elog(ERROR, "synclog: row metadata of \"%s\" changed twice under us", row);
+			goto again;
+		}
+		rowjson = app_write(t, row, write, true);
+		sl_record_op(op->id, t->name, row, grp, false, rowjson, op->hlc, op->client_id);
+		return SL_APPLIED;
+	}
+
+	if (!group_granted(auth, grp))
+	{
+		reject(code, "unauthorized");
+		if (grp == NULL)
+			appendStringInfo(msg, "row \"%s\" of table \"%s\" belongs to no group the token grants", row, t->name);
+		else
+			appendStringInfo(msg, "the token does not grant group \"%s\"", grp);
+		return SL_REJECTED;
+	}
+	if (deleted)
+	{
+		reject(code, "row_deleted");
+		appendStringInfo(msg, "row \"%s\" of table \"%s\" was deleted", row, t->name);
+		return SL_REJECTED;
+	}
+
+	if (op->is_delete)
+	{
+		sl_meta_update(t, row, grp, clocks, true);
+		sl_app_delete(t, row);
+		sl_record_op(op->id, t->name, row, grp, true, NULL, op->hlc, op->client_id);
+		return SL_APPLIED;
+	}
+
+	if (grp_field != NULL)
+	{
+		char	   *v = field_canonical(grp_field);
+
+		if (v == NULL || strcmp(v, grp) != 0)
+		{
+			reject(code, "group_immutable");
+			appendStringInfo(msg, "the group column \"%s\" of a row cannot change: the row is in \"%s\", the op says \"%s\"",
+							 t->grp_column, grp, v ? v : "null");
+			return SL_REJECTED;
+		}
+	}
+
+	/* Per-field last-writer-wins. */
+	{
+		List	   *won = NIL;
+
+		foreach(lc, write)
+		{
+			SlField    *f = lfirst(lc);
+			uint64		h;
+			char	   *c;
+
+			if (!sl_clock_get(clocks, f->column, &h, &c) ||
+				sl_clock_cmp(op->hlc, op->client_id, h, c) > 0)
+				won = lappend(won, f);
+		}
+
+		rowjson = NULL;
+		if (won != NIL)
+		{
+			List	   *names = field_names(won);
+
+			rowjson = app_write(t, row, won, false);
+			if (rowjson == NULL)
+			{
+				/* Metadata without a row (written around the trigger): recreate it. */
+				rowjson = app_write(t, row, won, true);
+			}
+			else
+				rowjson = jsonb_keep(rowjson, names);
+			sl_meta_update(t, row, grp, sl_clock_entry_set(clocks, names, op->hlc, op->client_id), false);
+		}
+		sl_record_op(op->id, t->name, row, grp, false, rowjson, op->hlc, op->client_id);
+	}
+	return SL_APPLIED;
+}

@@ -1,0 +1,572 @@
+/*
+ * push.c
+ *		synclog.push(token, client_id, ops jsonb) → jsonb
+ *
+ * Applies a batch of ops in the caller's transaction and answers
+ * {"acked": [id…], "rejected": [{"id", "code", "message"}…], "hlc": "…"}.
+ *
+ * A refused op is not an ERROR: it is a row in "rejected" and the rest of the
+ * batch goes on.  Each op runs in its own subtransaction, so an op that
+ * violates a constraint of the application's table rolls back alone.  Errors
+ * that say the whole transaction is in trouble (deadlock, serialization
+ * failure, cancel, out of memory, internal errors) are re-thrown: the batch
+ * fails and the caller retries it, which is safe because ops are idempotent.
+ *
+ * Checks run cheapest first: shape, token, duplicate id, clock skew; then
+ * merge.c locks the row and does the rest.  Bad arguments (not the ops in
+ * them) raise an ERROR with SQLSTATE 22xxx.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "synclog.h"
+
+PG_FUNCTION_INFO_V1(synclog_push);
+
+/* Set by merge.c while it converts a field, to name it in invalid_value. */
+const char *sl_current_column = NULL;
+
+typedef struct SlReply
+{
+	StringInfoData acked;
+	StringInfoData rejected;
+	int			nacked;
+	int			nrejected;
+} SlReply;
+
+typedef struct SlIdEntry
+{
+	char		id[40];
+} SlIdEntry;
+
+static void
+reply_ack(SlReply *r, const char *id)
+{
+	if (r->nacked++ > 0)
+		appendStringInfoChar(&r->acked, ',');
+	escape_json(&r->acked, id);
+}
+
+static void
+reply_reject(SlReply *r, const char *id, const char *code, const char *message)
+{
+	if (r->nrejected++ > 0)
+		appendStringInfoChar(&r->rejected, ',');
+	appendStringInfoString(&r->rejected, "{\"id\":");
+	if (id)
+		escape_json(&r->rejected, id);
+	else
+		appendStringInfoString(&r->rejected, "null");
+	appendStringInfoString(&r->rejected, ",\"code\":");
+	escape_json(&r->rejected, code);
+	appendStringInfoString(&r->rejected, ",\"message\":");
+	escape_json(&r->rejected, message);
+	appendStringInfoChar(&r->rejected, '}');
+}
+
+/*
+ * Canonical lowercase text of a UUID given as 32 hex digits with or without
+ * the four hyphens; false for anything else.
+ */
+static bool
+normalize_uuid(const char *s, int len, char *out)
+{
+	int			o = 0;
+	int			ndigits = 0;
+
+	if (len != 32 && len != 36)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (len == 36 && (i == 8 || i == 13 || i == 18 || i == 23))
+		{
+			if (c != '-')
+				return false;
+			continue;
+		}
+		if (c >= 'A' && c <= 'F')
+			c = c - 'A' + 'a';
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+		if (ndigits == 8 || ndigits == 12 || ndigits == 16 || ndigits == 20)
+			out[o++] = '-';
+		out[o++] = c;
+		ndigits++;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/*
+ * Parses one element of the ops array into op.  On a malformed op returns
+ * false with *raw_id set to the element's "id" when it is a string (so the
+ * client can tell which op was refused) and message filled.
+ */
+static bool
+parse_op(JsonbValue *elem, SlOp *op, char *idbuf, const char **raw_id,
+		 StringInfo message)
+{
+	JsonbContainer *obj;
+	JsonbValue	b1,
+				b2,
+				b3,
+				b4,
+				b5,
+				b6;
+	JsonbValue *id,
+			   *table,
+			   *row,
+			   *kind,
+			   *fields,
+			   *hlc;
+
+	*raw_id = NULL;
+	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+	{
+		appendStringInfoString(message, "each op must be a JSON object");
+		return false;
+	}
+	obj = elem->val.binary.data;
+	id = sl_json_get(obj, "id", &b1);
+	if (id != NULL && id->type == jbvString)
+		*raw_id = pnstrdup(id->val.string.val, id->val.string.len);
+	if (id == NULL || id->type != jbvString ||
+		!normalize_uuid(id->val.string.val, id->val.string.len, idbuf))
+	{
+		appendStringInfoString(message, "op \"id\" must be a UUID string");
+		return false;
+	}
+	op->id = idbuf;
+
+	table = sl_json_get(obj, "table", &b2);
+	if (table == NULL || table->type != jbvString || table->val.string.len == 0)
+	{
+		appendStringInfoString(message, "op \"table\" must be a non-empty string");
+		return false;
+	}
+	op->table = pnstrdup(table->val.string.val, table->val.string.len);
+
+	row = sl_json_get(obj, "row", &b3);
+	if (row == NULL || row->type != jbvString || row->val.string.len == 0)
+	{
+		appendStringInfoString(message, "op \"row\" must be a non-empty string (the primary key's text form)");
+		return false;
+	}
+	op->row = pnstrdup(row->val.string.val, row->val.string.len);
+
+	kind = sl_json_get(obj, "kind", &b4);
+	if (kind != NULL && kind->type == jbvString &&
+		kind->val.string.len == 6 && memcmp(kind->val.string.val, "upsert", 6) == 0)
+		op->is_delete = false;
+	else if (kind != NULL && kind->type == jbvString &&
+			 kind->val.string.len == 6 && memcmp(kind->val.string.val, "delete", 6) == 0)
+		op->is_delete = true;
+	else
+	{
+		appendStringInfoString(message, "op \"kind\" must be \"upsert\" or \"delete\"");
+		return false;
+	}
+
+	op->fields = NULL;
+	if (!op->is_delete)
+	{
+		fields = sl_json_get(obj, "fields", &b5);
+		if (fields == NULL || fields->type != jbvBinary ||
+			!JsonContainerIsObject(fields->val.binary.data))
+		{
+			appendStringInfoString(message, "an upsert needs \"fields\" as a JSON object of column to value");
+			return false;
+		}
+		op->fields = fields->val.binary.data;
+	}
+
+	hlc = sl_json_get(obj, "hlc", &b6);
+	if (hlc == NULL || hlc->type != jbvString ||
+		!sl_hlc_parse(hlc->val.string.val, hlc->val.string.len, &op->hlc))
+	{
+		appendStringInfoString(message, "op \"hlc\" must be 16 lowercase hex digits");
+		return false;
+	}
+	return true;
+}
+
+/* The token's grant, or NULL for an unknown or revoked token. Inside SPI. */
+static SlAuth *
+authenticate(text *token)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {PointerGetDatum(token)};
+	SPIPlanPtr	plan;
+	SlAuth	   *auth;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	plan = sl_plan("SELECT subject, groups, can_write FROM synclog.tokens "
+				   "WHERE token_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL",
+				   1, argtypes);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "synclog: token lookup failed");
+	if (SPI_processed == 0)
+		return NULL;
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	auth = palloc0(sizeof(SlAuth));
+	auth->subject = SPI_getvalue(tup, desc, 1);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	auth->groups = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			auth->groups[auth->ngroups++] = TextDatumGetCString(elems[i]);
+	auth->can_write = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	return auth;
+}
+
+/*
+ * The ids among ids[0..n) that the server already has (in the op log or
+ * removed by compaction), as a hash set.  Inside SPI.
+ */
+static HTAB *
+known_ids(char **ids, int n)
+{
+	HASHCTL		ctl;
+	HTAB	   *set;
+	Datum	   *elems;
+	int			m = 0;
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	SPIPlanPtr	plan;
+
+	ctl.keysize = sizeof(((SlIdEntry *) 0)->id);
+	ctl.entrysize = sizeof(SlIdEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	set = hash_create("synclog op ids", Max(n, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (ids[i] != NULL)
+			elems[m++] = CStringGetTextDatum(ids[i]);
+	if (m == 0)
+		return set;
+
+	args[0] = PointerGetDatum(construct_array(elems, m, TEXTOID, -1, false, TYPALIGN_INT));
+	plan = sl_plan("SELECT op_id::text FROM synclog.ops WHERE op_id = ANY ($1::uuid[]) "
+				   "UNION ALL "
+				   "SELECT op_id::text FROM synclog.compacted_ops WHERE op_id = ANY ($1::uuid[])",
+				   1, argtypes);
+	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "synclog: op id lookup failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		hash_search(set, id, HASH_ENTER, NULL);
+	}
+	return set;
+}
+
+/* True when an error means the whole transaction must fail, not one op. */
+static bool
+error_is_fatal_to_batch(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_TO_CATEGORY(ERRCODE_TRANSACTION_ROLLBACK):
+		case ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES):
+		case ERRCODE_TO_CATEGORY(ERRCODE_PROGRAM_LIMIT_EXCEEDED):
+		case ERRCODE_TO_CATEGORY(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE):
+		case ERRCODE_TO_CATEGORY(ERRCODE_OPERATOR_INTERVENTION):
+		case ERRCODE_TO_CATEGORY(ERRCODE_SYSTEM_ERROR):
+		case ERRCODE_TO_CATEGORY(ERRCODE_CONFIG_FILE_ERROR):
+		case ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR):
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Runs sl_apply_op in a subtransaction of its own.  A constraint or value
+ * error rolls back this op alone and becomes a rejection; a concurrent push
+ * of the same op id (unique violation on the op log) becomes a duplicate.
+ */
+static SlOutcome
+apply_in_subxact(const SlOp *op, const SlAuth *auth, const char **code,
+				 StringInfo message)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	SlOutcome	outcome;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "synclog: SPI_connect failed");
+		outcome = sl_apply_op(op, auth, code, message);
+		SPI_finish();
+
+		if (outcome == SL_REJECTED)
+			RollbackAndReleaseCurrentSubTransaction();
+		else
+			ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		sl_push_relid = InvalidOid;
+
+		if (error_is_fatal_to_batch(edata->sqlerrcode))
+			ReThrowError(edata);
+
+		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			edata->schema_name && strcmp(edata->schema_name, "synclog") == 0 &&
+			edata->table_name && strcmp(edata->table_name, "ops") == 0)
+			outcome = SL_DUPLICATE;
+		else
+		{
+			outcome = SL_REJECTED;
+			resetStringInfo(message);
+			if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+			{
+				*code = "invalid_value";
+				if (sl_current_column)
+					appendStringInfo(message, "column \"%s\": ", sl_current_column);
+			}
+			else
+				*code = "constraint_violation";
+			appendStringInfoString(message, edata->message);
+			if (edata->detail)
+				appendStringInfo(message, " (%s)", edata->detail);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	sl_current_column = NULL;
+	return outcome;
+}
+
+Datum
+synclog_push(PG_FUNCTION_ARGS)
+{
+	text	   *token;
+	char	   *client_id;
+	Jsonb	   *ops;
+	int			nops;
+	SlReply		reply;
+	SlAuth	   *auth;
+	HTAB	   *known;
+	HTAB	   *batch_acked;
+	HASHCTL		ctl;
+	char	  **ids;
+	char	  (*idbufs)[40];
+	SlOp	   *parsed;
+	bool	   *ok;
+	const char **raw_ids;
+	char	  **parse_errors;
+	MemoryContext opcxt;
+	MemoryContext outer = CurrentMemoryContext;
+	StringInfoData out;
+	char		hex[SL_HLC_TEXT_LEN + 1];
+	uint64		wall_limit;
+
+	sl_require_preload();
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("synclog.push needs a token")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("synclog.push needs a client_id")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("synclog.push needs ops, a JSON array")));
+
+	token = PG_GETARG_TEXT_PP(0);
+	client_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ops = PG_GETARG_JSONB_P(2);
+
+	if (strlen(client_id) < 1 || strlen(client_id) > SL_MAX_CLIENT_ID)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("client_id must be 1 to %d bytes, not %zu",
+							   SL_MAX_CLIENT_ID, strlen(client_id)),
+						errhint("A client picks its id once, a UUID, and keeps it.")));
+	if (strcmp(client_id, SL_SERVER_CLIENT) == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("client_id \"%s\" is reserved for writes made directly in SQL",
+							   SL_SERVER_CLIENT)));
+	if (!JB_ROOT_IS_ARRAY(ops) || JB_ROOT_IS_SCALAR(ops))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("ops must be a JSON array of ops"),
+						errhint("Pass e.g. '[{\"id\": \"…\", \"table\": \"issues\", \"row\": \"…\", \"kind\": \"upsert\", \"fields\": {…}, \"hlc\": \"…\"}]'.")));
+
+	nops = JB_ROOT_COUNT(ops);
+	initStringInfo(&reply.acked);
+	initStringInfo(&reply.rejected);
+	reply.nacked = reply.nrejected = 0;
+
+	ids = palloc0(sizeof(char *) * Max(nops, 1));
+	idbufs = palloc0(sizeof(*idbufs) * Max(nops, 1));
+	parsed = palloc0(sizeof(SlOp) * Max(nops, 1));
+	ok = palloc0(sizeof(bool) * Max(nops, 1));
+	raw_ids = palloc0(sizeof(char *) * Max(nops, 1));
+	parse_errors = palloc0(sizeof(char *) * Max(nops, 1));
+
+	/* Parse every op first: the duplicate check wants all ids at once. */
+	for (int i = 0; i < nops; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(&ops->root, i);
+		StringInfoData msg;
+
+		initStringInfo(&msg);
+		parsed[i].client_id = client_id;
+		ok[i] = parse_op(elem, &parsed[i], idbufs[i], &raw_ids[i], &msg);
+		if (ok[i])
+			ids[i] = idbufs[i];
+		else
+			parse_errors[i] = msg.data;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "synclog: SPI_connect failed");
+	auth = authenticate(token);
+	if (auth)
+	{
+		SlAuth	   *copy = MemoryContextAllocZero(outer, sizeof(SlAuth));
+
+		copy->subject = MemoryContextStrdup(outer, auth->subject);
+		copy->can_write = auth->can_write;
+		copy->groups = MemoryContextAlloc(outer, sizeof(char *) * Max(auth->ngroups, 1));
+		for (int i = 0; i < auth->ngroups; i++)
+			copy->groups[copy->ngroups++] = MemoryContextStrdup(outer, auth->groups[i]);
+		auth = copy;
+	}
+	ctl.keysize = sizeof(((SlIdEntry *) 0)->id);
+	ctl.entrysize = sizeof(SlIdEntry);
+	ctl.hcxt = outer;
+	known = NULL;
+	if (auth && auth->can_write && nops <= sl_max_batch_ops)
+	{
+		MemoryContext spicxt = MemoryContextSwitchTo(outer);
+
+		known = known_ids(ids, nops);
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+
+	batch_acked = hash_create("synclog batch ids", Max(nops, 16), &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	opcxt = AllocSetContextCreate(CurrentMemoryContext, "synclog op",
+								  ALLOCSET_DEFAULT_SIZES);
+	wall_limit = sl_wall_ms() + (uint64) sl_max_clock_skew_ms;
+
+	for (int i = 0; i < nops; i++)
+	{
+		SlOp	   *op = &parsed[i];
+		const char *code = NULL;
+		StringInfoData msg;
+		SlOutcome	outcome;
+		MemoryContext prev;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(opcxt);
+		prev = MemoryContextSwitchTo(opcxt);
+		initStringInfo(&msg);
+
+		if (!ok[i])
+		{
+			reply_reject(&reply, raw_ids[i], "invalid_op", parse_errors[i]);
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+		if (nops > sl_max_batch_ops)
+		{
+			appendStringInfo(&msg, "the batch has %d ops; synclog.max_batch_ops is %d",
+							 nops, sl_max_batch_ops);
+			reply_reject(&reply, op->id, "batch_too_large", msg.data);
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+		if (auth == NULL)
+		{
+			reply_reject(&reply, op->id, "unauthorized", "the token is unknown or revoked");
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+		if (!auth->can_write)
+		{
+			appendStringInfo(&msg, "the token of \"%s\" is read-only", auth->subject);
+			reply_reject(&reply, op->id, "read_only", msg.data);
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+		if (hash_search(known, op->id, HASH_FIND, NULL) ||
+			hash_search(batch_acked, op->id, HASH_FIND, NULL))
+		{
+			reply_ack(&reply, op->id);
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+		if ((op->hlc >> 16) > wall_limit)
+		{
+			appendStringInfo(&msg, "the op's clock is %llu ms ahead of the server's; synclog.max_clock_skew is %d ms",
+							 (unsigned long long) ((op->hlc >> 16) - (wall_limit - sl_max_clock_skew_ms)),
+							 sl_max_clock_skew_ms);
+			reply_reject(&reply, op->id, "clock_skew", msg.data);
+			MemoryContextSwitchTo(prev);
+			continue;
+		}
+
+		outcome = apply_in_subxact(op, auth, &code, &msg);
+		switch (outcome)
+		{
+			case SL_APPLIED:
+				sl_hlc_observe(op->hlc);
+				/* FALLTHROUGH */
+			case SL_DUPLICATE:
+				hash_search(batch_acked, op->id, HASH_ENTER, NULL);
+				reply_ack(&reply, op->id);
+				break;
+			case SL_REJECTED:
+				reply_reject(&reply, op->id, code, msg.data);
+				break;
+		}
+		MemoryContextSwitchTo(prev);
+	}
+	MemoryContextDelete(opcxt);
+
+	sl_hlc_format(sl_hlc_now(), hex);
+	initStringInfo(&out);
+	appendStringInfo(&out, "{\"acked\":[%s],\"rejected\":[%s],\"hlc\":\"%s\"}",
+					 reply.acked.data, reply.rejected.data, hex);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}

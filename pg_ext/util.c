@@ -1,0 +1,407 @@
+/*
+ * util.c
+ *		Helpers shared by push, merge and capture: a cache of saved SPI plans,
+ *		tracked-table lookup, datum and JSON conversions, and field clocks.
+ *
+ * The plan cache is backend-local and keyed by the SQL text and argument
+ * types.  SQL text is always built from catalog-resolved, quoted
+ * identifiers and never carries values, so the number of distinct texts is
+ * bounded by tables × column sets; the cache is emptied when it grows past
+ * SL_PLAN_CACHE_MAX.  Saved plans are revalidated by the plan cache when a
+ * table changes, so an entry never runs a stale plan.
+ *
+ * Field clocks live in synclog.row_meta.clocks as {"col": ["<hlc>", "<client_id>"]}.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "synclog.h"
+
+#define SL_PLAN_CACHE_MAX 1024
+
+typedef struct SlPlanEntry
+{
+	uint64		key;			/* hash of SQL text and argument types */
+	char	   *sql;			/* in TopMemoryContext */
+	int			nargs;
+	Oid			argtypes[FUNC_MAX_ARGS];
+	SPIPlanPtr	plan;
+} SlPlanEntry;
+
+static HTAB *plan_cache = NULL;
+
+static void
+sl_plan_cache_reset(void)
+{
+	HASH_SEQ_STATUS seq;
+	SlPlanEntry *e;
+
+	if (plan_cache == NULL)
+		return;
+	hash_seq_init(&seq, plan_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		SPI_freeplan(e->plan);
+		pfree(e->sql);
+	}
+	hash_destroy(plan_cache);
+	plan_cache = NULL;
+}
+
+/*
+ * Returns a saved plan for sql with the given argument types, preparing it
+ * on first use.  Must be called inside SPI_connect.  Errors in preparing
+ * (a syntax error would be our bug) are raised as usual.
+ */
+SPIPlanPtr
+sl_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	uint64		key;
+	SlPlanEntry *e;
+	bool		found;
+	SPIPlanPtr	plan;
+
+	Assert(nargs <= FUNC_MAX_ARGS);
+	key = hash_bytes_extended((const unsigned char *) sql, strlen(sql), 0);
+	if (nargs > 0)
+		key = hash_bytes_extended((const unsigned char *) argtypes,
+								  nargs * sizeof(Oid), key);
+
+	if (plan_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(SlPlanEntry);
+		plan_cache = hash_create("synclog plans", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+
+	e = hash_search(plan_cache, &key, HASH_FIND, &found);
+	if (found && e->nargs == nargs && strcmp(e->sql, sql) == 0 &&
+		memcmp(e->argtypes, argtypes, nargs * sizeof(Oid)) == 0)
+		return e->plan;
+
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "synclog: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (found)
+		return plan;			/* a hash collision: run it unsaved */
+
+	if (hash_get_num_entries(plan_cache) >= SL_PLAN_CACHE_MAX)
+		sl_plan_cache_reset();
+	if (plan_cache == NULL)
+		return sl_plan(sql, nargs, argtypes);
+
+	SPI_keepplan(plan);
+	e = hash_search(plan_cache, &key, HASH_ENTER, &found);
+	e->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	e->nargs = nargs;
+	memcpy(e->argtypes, argtypes, nargs * sizeof(Oid));
+	e->plan = plan;
+	return plan;
+}
+
+static SlTable *
+sl_table_fill(Oid relid, const char *name, const char *pk_column, const char *grp_column)
+{
+	SlTable    *t = palloc0(sizeof(SlTable));
+	Oid			coll;
+
+	t->relid = relid;
+	t->name = pstrdup(name);
+	t->qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											 get_rel_name(relid));
+	t->pk_column = pstrdup(pk_column);
+	t->grp_column = pstrdup(grp_column);
+	t->pk_attnum = get_attnum(relid, pk_column);
+	t->grp_attnum = get_attnum(relid, grp_column);
+	if (t->pk_attnum == InvalidAttrNumber || t->grp_attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tracked table \"%s\" no longer has column \"%s\"", name,
+						t->pk_attnum == InvalidAttrNumber ? pk_column : grp_column),
+				 errhint("Restore the column, or call synclog.untrack and synclog.track again.")));
+	get_atttypetypmodcoll(relid, t->pk_attnum, &t->pk_type, &t->pk_typmod, &coll);
+	get_atttypetypmodcoll(relid, t->grp_attnum, &t->grp_type, &t->grp_typmod, &coll);
+	return t;
+}
+
+static SlTable *
+sl_table_lookup(const char *sql, Oid argtype, Datum arg)
+{
+	SPIPlanPtr	plan = sl_plan(sql, 1, &argtype);
+	int			rc;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Oid			relid;
+	char	   *name,
+			   *pk,
+			   *grp;
+
+	rc = SPI_execute_plan(plan, &arg, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "synclog: tracked-table lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return NULL;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	name = SPI_getvalue(tup, desc, 2);
+	pk = SPI_getvalue(tup, desc, 3);
+	grp = SPI_getvalue(tup, desc, 4);
+	return sl_table_fill(relid, name, pk, grp);
+}
+
+/* The tracked table with this wire name, or NULL.  Inside SPI. */
+SlTable *
+sl_table_by_name(const char *name)
+{
+	return sl_table_lookup("SELECT tbl::oid, name, pk_column, group_column "
+						   "FROM synclog.tracked WHERE name = $1",
+						   TEXTOID, CStringGetTextDatum(name));
+}
+
+/* The tracked table with this relation oid, or NULL.  Inside SPI. */
+SlTable *
+sl_table_by_relid(Oid relid)
+{
+	return sl_table_lookup("SELECT tbl::oid, name, pk_column, group_column "
+						   "FROM synclog.tracked WHERE tbl = $1",
+						   OIDOID, ObjectIdGetDatum(relid));
+}
+
+/* The text form of a datum by its type's output function; palloc'd. */
+char *
+sl_datum_text(Datum value, Oid typid)
+{
+	Oid			outfunc;
+	bool		varlena;
+
+	getTypeOutputInfo(typid, &outfunc, &varlena);
+	return OidOutputFunctionCall(outfunc, value);
+}
+
+/*
+ * The canonical text of a value of type typid given as text: input then
+ * output, so that "05" and "5" name the same integer group.  Raises the input
+ * function's error when text is not a valid value.
+ */
+char *
+sl_normalize_text(const char *str, Oid typid, int32 typmod)
+{
+	Oid			infunc,
+				ioparam;
+	Datum		d;
+
+	if (typid == TEXTOID || typid == VARCHAROID)
+		return pstrdup(str);
+	getTypeInputInfo(typid, &infunc, &ioparam);
+	d = OidInputFunctionCall(infunc, (char *) str, ioparam, typmod);
+	return sl_datum_text(d, typid);
+}
+
+/*
+ * The row as a JSON object (the encoding of to_jsonb), keeping only the
+ * attribute numbers in keep, or every column when keep is NULL.
+ */
+Jsonb *
+sl_tuple_jsonb(HeapTuple tuple, TupleDesc desc, Bitmapset *keep)
+{
+	Datum		composite = heap_copy_tuple_as_datum(tuple, desc);
+	Datum		json = DirectFunctionCall1(row_to_json, composite);
+	char	   *str = TextDatumGetCString(json);
+	Jsonb	   *all = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	if (keep == NULL)
+		return all;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		JsonbValue	key;
+		JsonbValue *val;
+		JsonbValue	buf;
+
+		if (att->attisdropped || !bms_is_member(att->attnum, keep))
+			continue;
+		val = sl_json_get(&all->root, NameStr(att->attname), &buf);
+		if (val == NULL)
+			continue;
+		key.type = jbvString;
+		key.val.string.val = NameStr(att->attname);
+		key.val.string.len = strlen(NameStr(att->attname));
+		pushJsonbValue(&state, WJB_KEY, &key);
+		pushJsonbValue(&state, WJB_VALUE, val);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The value under key in a JSON object, or NULL; buf holds scalars. */
+JsonbValue *
+sl_json_get(JsonbContainer *obj, const char *key, JsonbValue *buf)
+{
+	if (!JsonContainerIsObject(obj))
+		return NULL;
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), buf);
+}
+
+/*
+ * The text a JSON value stands for when given to a column: strings as
+ * themselves, numbers and booleans in their JSON spelling, containers as
+ * JSON text.  NULL for JSON null.
+ */
+char *
+sl_json_text(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			{
+				StringInfoData s;
+
+				initStringInfo(&s);
+				JsonbToCString(&s, v->val.binary.data, v->val.binary.len);
+				return s.data;
+			}
+		default:
+			elog(ERROR, "synclog: unexpected JSON value type %d", (int) v->type);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Orders two clocks: by hlc, then by client_id in byte order.  Returns <0, 0
+ * or >0 like strcmp.
+ */
+int
+sl_clock_cmp(uint64 h1, const char *c1, uint64 h2, const char *c2)
+{
+	if (h1 != h2)
+		return h1 < h2 ? -1 : 1;
+	return strcmp(c1, c2);
+}
+
+/*
+ * The clock that last won field col, from a clocks object.  False when the
+ * field has no clock (it was never written by an op: any op wins it).
+ */
+bool
+sl_clock_get(Jsonb *clocks, const char *col, uint64 *hlc, char **client_id)
+{
+	JsonbValue	buf;
+	JsonbValue *entry = sl_json_get(&clocks->root, col, &buf);
+	JsonbValue *h,
+			   *c;
+
+	if (entry == NULL || entry->type != jbvBinary ||
+		!JsonContainerIsArray(entry->val.binary.data))
+		return false;
+	h = getIthJsonbValueFromContainer(entry->val.binary.data, 0);
+	c = getIthJsonbValueFromContainer(entry->val.binary.data, 1);
+	if (h == NULL || c == NULL || h->type != jbvString || c->type != jbvString)
+		return false;
+	if (!sl_hlc_parse(h->val.string.val, h->val.string.len, hlc))
+		return false;
+	*client_id = pnstrdup(c->val.string.val, c->val.string.len);
+	return true;
+}
+
+/*
+ * A copy of clocks (NULL for none) with every column named in cols (a List
+ * of C strings) set to [hlc, client_id].
+ */
+Jsonb *
+sl_clock_entry_set(Jsonb *clocks, List *cols, uint64 hlc, const char *client_id)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	char		hex[SL_HLC_TEXT_LEN + 1];
+	ListCell   *lc;
+
+	sl_hlc_format(hlc, hex);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (clocks != NULL && JB_ROOT_IS_OBJECT(clocks))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&clocks->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY || tok == WJB_VALUE)
+				pushJsonbValue(&state, tok, &v);
+		}
+	}
+	/* Later keys replace earlier ones when the object is finished. */
+	foreach(lc, cols)
+	{
+		const char *col = lfirst(lc);
+		JsonbValue	key,
+					elem;
+
+		key.type = jbvString;
+		key.val.string.val = (char *) col;
+		key.val.string.len = strlen(col);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		elem.type = jbvString;
+		elem.val.string.val = hex;
+		elem.val.string.len = SL_HLC_TEXT_LEN;
+		pushJsonbValue(&state, WJB_ELEM, &elem);
+		elem.val.string.val = (char *) client_id;
+		elem.val.string.len = strlen(client_id);
+		pushJsonbValue(&state, WJB_ELEM, &elem);
+		pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* A random (version 4) UUID in canonical text form, from pg_strong_random. */
+void
+sl_uuid_text(char *out)
+{
+	unsigned char b[16];
+	static const char hex[] = "0123456789abcdef";
+	int			o = 0;
+
+	if (!pg_strong_random(b, sizeof(b)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 0xf];
+	}
+	out[o] = '\0';
+}
