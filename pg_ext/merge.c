@@ -411,15 +411,16 @@ field_names(List *fields)
 }
 
 /*
- * Applies op as the holder of auth.  Returns SL_APPLIED (the op is in the op
+ * Applies op to table t (NULL: the op names no tracked table) as the holder
+ * of auth.  Returns SL_APPLIED (the op is in the op
  * log), or SL_REJECTED with *code one of DESIGN.md's rejection codes and msg
  * saying why; the caller then rolls back the subtransaction.  Bad values and
  * constraint violations are raised as ERRORs for the caller to classify.
  */
 SlOutcome
-sl_apply_op(const SlOp *op, const SlAuth *auth, const char **code, StringInfo msg)
+sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
+			StringInfo msg)
 {
-	SlTable    *t = sl_table_by_name(op->table);
 	List	   *fields = NIL;
 	List	   *write = NIL;
 	SlField    *grp_field = NULL;

@@ -242,11 +242,13 @@ authenticate(text *token)
 
 /*
  * The ids among ids[0..n) that the server already has (in the op log or
- * removed by compaction), as a hash set.  Inside SPI.
+ * removed by compaction), as a hash set in the caller's memory context.
+ * Inside SPI.
  */
 static HTAB *
 known_ids(char **ids, int n)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	HASHCTL		ctl;
 	HTAB	   *set;
 	Datum	   *elems;
@@ -280,6 +282,7 @@ known_ids(char **ids, int n)
 
 		hash_search(set, id, HASH_ENTER, NULL);
 	}
+	MemoryContextSwitchTo(caller);
 	return set;
 }
 
@@ -309,7 +312,7 @@ error_is_fatal_to_batch(int sqlerrcode)
  * of the same op id (unique violation on the op log) becomes a duplicate.
  */
 static SlOutcome
-apply_in_subxact(const SlOp *op, const SlAuth *auth, const char **code,
+apply_in_subxact(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
 				 StringInfo message)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
@@ -323,7 +326,7 @@ apply_in_subxact(const SlOp *op, const SlAuth *auth, const char **code,
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "synclog: SPI_connect failed");
-		outcome = sl_apply_op(op, auth, code, message);
+		outcome = sl_apply_op(op, t, auth, code, message);
 		SPI_finish();
 
 		if (outcome == SL_REJECTED)
@@ -393,6 +396,7 @@ synclog_push(PG_FUNCTION_ARGS)
 	bool	   *ok;
 	const char **raw_ids;
 	char	  **parse_errors;
+	SlTable   **tables;
 	MemoryContext opcxt;
 	MemoryContext outer = CurrentMemoryContext;
 	StringInfoData out;
@@ -440,6 +444,7 @@ synclog_push(PG_FUNCTION_ARGS)
 	ok = palloc0(sizeof(bool) * Max(nops, 1));
 	raw_ids = palloc0(sizeof(char *) * Max(nops, 1));
 	parse_errors = palloc0(sizeof(char *) * Max(nops, 1));
+	tables = palloc0(sizeof(SlTable *) * Max(nops, 1));
 
 	/* Parse every op first: the duplicate check wants all ids at once. */
 	for (int i = 0; i < nops; i++)
@@ -479,6 +484,22 @@ synclog_push(PG_FUNCTION_ARGS)
 		MemoryContext spicxt = MemoryContextSwitchTo(outer);
 
 		known = known_ids(ids, nops);
+		/* Each distinct table once per batch; tables[i] stays NULL if untracked. */
+		for (int i = 0; i < nops; i++)
+		{
+			bool		seen = false;
+
+			if (!ok[i])
+				continue;
+			for (int j = 0; j < i && !seen; j++)
+				if (ok[j] && strcmp(parsed[j].table, parsed[i].table) == 0)
+				{
+					tables[i] = tables[j];
+					seen = true;
+				}
+			if (!seen)
+				tables[i] = sl_table_by_name(parsed[i].table);
+		}
 		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
@@ -546,7 +567,7 @@ synclog_push(PG_FUNCTION_ARGS)
 			continue;
 		}
 
-		outcome = apply_in_subxact(op, auth, &code, &msg);
+		outcome = apply_in_subxact(op, tables[i], auth, &code, &msg);
 		switch (outcome)
 		{
 			case SL_APPLIED:

@@ -711,7 +711,29 @@ synclog_sequencer_main(Datum arg)
 											 SL_COMPACT_INTERVAL_MS);
 		if (compact)
 			last_compact = GetCurrentTimestamp();
-		stamped = sequencer_pass(compact, &present);
+
+		/*
+		 * A failed pass (a lock timeout, a full disk, DROP EXTENSION racing
+		 * the pass) is logged and retried; nothing it did is committed, so
+		 * nothing is lost or numbered twice.
+		 */
+		PG_TRY();
+		{
+			stamped = sequencer_pass(compact, &present);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(TopMemoryContext);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			stamped = 0;
+			present = true;
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 SL_PASS_INTERVAL_MS, PG_WAIT_EXTENSION);
+		}
+		PG_END_TRY();
 		if (!present)
 		{
 			ereport(LOG, (errmsg("synclog sequencer for database \"%s\" stops: the extension was dropped",

@@ -122,7 +122,7 @@ typedef struct SlAuth
 	bool		can_write;
 } SlAuth;
 
-extern SlOutcome sl_apply_op(const SlOp *op, const SlAuth *auth,
+extern SlOutcome sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth,
 							 const char **code, StringInfo message);
 extern bool sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks,
 						 bool *deleted);

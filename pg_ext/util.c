@@ -137,10 +137,17 @@ sl_table_fill(Oid relid, const char *name, const char *pk_column, const char *gr
 	return t;
 }
 
+/*
+ * Runs a one-row lookup of synclog.tracked.  The result is allocated in the
+ * caller's memory context (SPI calls leave CurrentMemoryContext at SPI's own,
+ * which SPI_finish frees).
+ */
 static SlTable *
 sl_table_lookup(const char *sql, Oid argtype, Datum arg)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	SPIPlanPtr	plan = sl_plan(sql, 1, &argtype);
+	SlTable    *t;
 	int			rc;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -154,14 +161,20 @@ sl_table_lookup(const char *sql, Oid argtype, Datum arg)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "synclog: tracked-table lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
+	{
+		MemoryContextSwitchTo(caller);
 		return NULL;
+	}
+	MemoryContextSwitchTo(caller);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 	name = SPI_getvalue(tup, desc, 2);
 	pk = SPI_getvalue(tup, desc, 3);
 	grp = SPI_getvalue(tup, desc, 4);
-	return sl_table_fill(relid, name, pk, grp);
+	t = sl_table_fill(relid, name, pk, grp);
+	SPI_freetuptable(SPI_tuptable);
+	return t;
 }
 
 /* The tracked table with this wire name, or NULL.  Inside SPI. */
