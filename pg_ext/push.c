@@ -13,7 +13,9 @@
  * fails and the caller retries it, which is safe because ops are idempotent.
  *
  * Checks run cheapest first: shape, token, duplicate id, clock skew; then
- * merge.c locks the row and does the rest.  Bad arguments (not the ops in
+ * merge.c locks the row and does the rest.  Ids are answered as the client
+ * spelled them; the op log keeps their canonical lowercase form, so
+ * "A0…" and "a0…" are the same op.  Bad arguments (not the ops in
  * them) raise an ERROR with SQLSTATE 22xxx.
  */
 #include "postgres.h"
@@ -306,76 +308,180 @@ error_is_fatal_to_batch(int sqlerrcode)
 	}
 }
 
+/* What became of one op of the batch. */
+typedef struct SlResult
+{
+	SlOutcome	outcome;
+	bool		pending;		/* passed the cheap checks: to be applied */
+	const char *code;
+	char	   *message;
+} SlResult;
+
 /*
- * Runs sl_apply_op in a subtransaction of its own.  A constraint or value
- * error rolls back this op alone and becomes a rejection; a concurrent push
- * of the same op id (unique violation on the op log) becomes a duplicate.
+ * Classifies an error raised while applying an op: a concurrent push of the
+ * same op id (unique violation on the op log) is a duplicate; a bad value is
+ * invalid_value; anything else a constraint, trigger or rule of the table
+ * raised is constraint_violation.  The caller re-throws errors that
+ * error_is_fatal_to_batch() names.
  */
-static SlOutcome
-apply_in_subxact(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
-				 StringInfo message)
+static void
+classify_error(ErrorData *edata, SlResult *r, MemoryContext cxt)
+{
+	StringInfoData msg;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+		edata->schema_name && strcmp(edata->schema_name, "synclog") == 0 &&
+		edata->table_name && strcmp(edata->table_name, "ops") == 0)
+	{
+		r->outcome = SL_DUPLICATE;
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	r->outcome = SL_REJECTED;
+	initStringInfo(&msg);
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+	{
+		r->code = "invalid_value";
+		if (sl_current_column)
+			appendStringInfo(&msg, "column \"%s\": ", sl_current_column);
+	}
+	else
+		r->code = "constraint_violation";
+	appendStringInfoString(&msg, edata->message);
+	if (edata->detail)
+		appendStringInfo(&msg, " (%s)", edata->detail);
+	r->message = msg.data;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Applies the pending ops of the batch, in order.  With per_op false the
+ * whole batch runs in one subtransaction, and the first op that raises an
+ * error rolls it all back and makes this return false: the caller then runs
+ * the batch again with per_op true, one subtransaction per op, so that the
+ * failing op is refused alone.  Most batches never fail, and one
+ * subtransaction per batch keeps transactions far from the 64 subxids a
+ * backend can advertise before every snapshot in the cluster gets slower.
+ *
+ * Refusals decided by sl_apply_op (SL_REJECTED) happen before it writes
+ * anything, so they need no rollback in either mode.  Results are allocated
+ * in cxt.  Errors that doom the whole transaction are re-thrown.
+ */
+static bool
+apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
+			const SlAuth *auth, bool per_op, MemoryContext cxt)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	SlOutcome	outcome;
+	HASHCTL		ctl;
+	HTAB	   *applied;
+	volatile int current = -1;
+	volatile int start = 0;
+	volatile bool done = false;
+	volatile bool ok = true;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
+	ctl.keysize = sizeof(((SlIdEntry *) 0)->id);
+	ctl.entrysize = sizeof(SlIdEntry);
+	ctl.hcxt = cxt;
+	applied = hash_create("synclog applied ids", Max(nops, 16), &ctl,
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	PG_TRY();
+	while (!done)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "synclog: SPI_connect failed");
-		outcome = sl_apply_op(op, t, auth, code, message);
-		SPI_finish();
-
-		if (outcome == SL_REJECTED)
-			RollbackAndReleaseCurrentSubTransaction();
-		else
-			ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		sl_push_relid = InvalidOid;
-
-		if (error_is_fatal_to_batch(edata->sqlerrcode))
-			ReThrowError(edata);
-
-		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
-			edata->schema_name && strcmp(edata->schema_name, "synclog") == 0 &&
-			edata->table_name && strcmp(edata->table_name, "ops") == 0)
-			outcome = SL_DUPLICATE;
-		else
+		if (!per_op)
 		{
-			outcome = SL_REJECTED;
-			resetStringInfo(message);
-			if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+			BeginInternalSubTransaction(NULL);
+			MemoryContextSwitchTo(oldcontext);
+		}
+		PG_TRY();
+		{
+			for (int i = start; i < nops; i++)
 			{
-				*code = "invalid_value";
-				if (sl_current_column)
-					appendStringInfo(message, "column \"%s\": ", sl_current_column);
+				SlResult   *r = &results[i];
+				StringInfoData msg;
+				MemoryContext spi;
+
+				if (!r->pending)
+					continue;
+				CHECK_FOR_INTERRUPTS();
+				current = i;
+				if (hash_search(applied, ops[i].id, HASH_FIND, NULL))
+				{
+					r->outcome = SL_DUPLICATE;
+					if (per_op)
+						r->pending = false;
+					continue;
+				}
+				if (per_op)
+				{
+					BeginInternalSubTransaction(NULL);
+					MemoryContextSwitchTo(oldcontext);
+				}
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "synclog: SPI_connect failed");
+				spi = MemoryContextSwitchTo(cxt);
+				initStringInfo(&msg);
+				MemoryContextSwitchTo(spi);
+
+				r->outcome = sl_apply_op(&ops[i], tables[i], auth, &r->code, &msg);
+				SPI_finish();
+				if (r->outcome == SL_REJECTED)
+					r->message = msg.data;
+				else
+					hash_search(applied, ops[i].id, HASH_ENTER, NULL);
+				sl_current_column = NULL;
+
+				if (per_op)
+				{
+					ReleaseCurrentSubTransaction();
+					MemoryContextSwitchTo(oldcontext);
+					CurrentResourceOwner = oldowner;
+					r->pending = false;
+				}
+			}
+			if (!per_op)
+			{
+				ReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(oldcontext);
+				CurrentResourceOwner = oldowner;
+			}
+			done = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+			sl_push_relid = InvalidOid;
+
+			if (error_is_fatal_to_batch(edata->sqlerrcode))
+				ReThrowError(edata);
+			if (per_op)
+			{
+				/* Only op `current` was rolled back: refuse it, go on after it. */
+				classify_error(edata, &results[current], cxt);
+				if (results[current].outcome == SL_DUPLICATE)
+					hash_search(applied, ops[current].id, HASH_ENTER, NULL);
+				results[current].pending = false;
+				start = current + 1;
 			}
 			else
-				*code = "constraint_violation";
-			appendStringInfoString(message, edata->message);
-			if (edata->detail)
-				appendStringInfo(message, " (%s)", edata->detail);
+			{
+				ok = false;		/* everything rolled back: run again per op */
+				done = true;
+			}
+			sl_current_column = NULL;
+			FreeErrorData(edata);
 		}
-		FreeErrorData(edata);
+		PG_END_TRY();
 	}
-	PG_END_TRY();
-	sl_current_column = NULL;
-	return outcome;
+	return ok;
 }
 
 Datum
@@ -388,8 +494,6 @@ synclog_push(PG_FUNCTION_ARGS)
 	SlReply		reply;
 	SlAuth	   *auth;
 	HTAB	   *known;
-	HTAB	   *batch_acked;
-	HASHCTL		ctl;
 	char	  **ids;
 	char	  (*idbufs)[40];
 	SlOp	   *parsed;
@@ -397,7 +501,8 @@ synclog_push(PG_FUNCTION_ARGS)
 	const char **raw_ids;
 	char	  **parse_errors;
 	SlTable   **tables;
-	MemoryContext opcxt;
+	SlResult   *results;
+	bool		any_pending = false;
 	MemoryContext outer = CurrentMemoryContext;
 	StringInfoData out;
 	char		hex[SL_HLC_TEXT_LEN + 1];
@@ -445,6 +550,7 @@ synclog_push(PG_FUNCTION_ARGS)
 	raw_ids = palloc0(sizeof(char *) * Max(nops, 1));
 	parse_errors = palloc0(sizeof(char *) * Max(nops, 1));
 	tables = palloc0(sizeof(SlTable *) * Max(nops, 1));
+	results = palloc0(sizeof(SlResult) * Max(nops, 1));
 
 	/* Parse every op first: the duplicate check wants all ids at once. */
 	for (int i = 0; i < nops; i++)
@@ -475,14 +581,10 @@ synclog_push(PG_FUNCTION_ARGS)
 			copy->groups[copy->ngroups++] = MemoryContextStrdup(outer, auth->groups[i]);
 		auth = copy;
 	}
-	ctl.keysize = sizeof(((SlIdEntry *) 0)->id);
-	ctl.entrysize = sizeof(SlIdEntry);
-	ctl.hcxt = outer;
 	known = NULL;
 	if (auth && auth->can_write && nops <= sl_max_batch_ops)
 	{
-		MemoryContext spicxt = MemoryContextSwitchTo(outer);
-
+		MemoryContextSwitchTo(outer);
 		known = known_ids(ids, nops);
 		/* Each distinct table once per batch; tables[i] stays NULL if untracked. */
 		for (int i = 0; i < nops; i++)
@@ -500,90 +602,72 @@ synclog_push(PG_FUNCTION_ARGS)
 			if (!seen)
 				tables[i] = sl_table_by_name(parsed[i].table);
 		}
-		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
+	MemoryContextSwitchTo(outer);
 
-	batch_acked = hash_create("synclog batch ids", Max(nops, 16), &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	opcxt = AllocSetContextCreate(CurrentMemoryContext, "synclog op",
-								  ALLOCSET_DEFAULT_SIZES);
+	/* The cheap checks, in the order a client can act on them. */
 	wall_limit = sl_wall_ms() + (uint64) sl_max_clock_skew_ms;
-
 	for (int i = 0; i < nops; i++)
 	{
 		SlOp	   *op = &parsed[i];
-		const char *code = NULL;
-		StringInfoData msg;
-		SlOutcome	outcome;
-		MemoryContext prev;
+		SlResult   *r = &results[i];
 
-		CHECK_FOR_INTERRUPTS();
-		MemoryContextReset(opcxt);
-		prev = MemoryContextSwitchTo(opcxt);
-		initStringInfo(&msg);
-
+		r->outcome = SL_REJECTED;
 		if (!ok[i])
 		{
-			reply_reject(&reply, raw_ids[i], "invalid_op", parse_errors[i]);
-			MemoryContextSwitchTo(prev);
-			continue;
+			r->code = "invalid_op";
+			r->message = parse_errors[i];
 		}
-		if (nops > sl_max_batch_ops)
+		else if (nops > sl_max_batch_ops)
 		{
-			appendStringInfo(&msg, "the batch has %d ops; synclog.max_batch_ops is %d",
-							 nops, sl_max_batch_ops);
-			reply_reject(&reply, op->id, "batch_too_large", msg.data);
-			MemoryContextSwitchTo(prev);
-			continue;
+			r->code = "batch_too_large";
+			r->message = psprintf("the batch has %d ops; synclog.max_batch_ops is %d",
+								  nops, sl_max_batch_ops);
 		}
-		if (auth == NULL)
+		else if (auth == NULL)
 		{
-			reply_reject(&reply, op->id, "unauthorized", "the token is unknown or revoked");
-			MemoryContextSwitchTo(prev);
-			continue;
+			r->code = "unauthorized";
+			r->message = "the token is unknown or revoked";
 		}
-		if (!auth->can_write)
+		else if (!auth->can_write)
 		{
-			appendStringInfo(&msg, "the token of \"%s\" is read-only", auth->subject);
-			reply_reject(&reply, op->id, "read_only", msg.data);
-			MemoryContextSwitchTo(prev);
-			continue;
+			r->code = "read_only";
+			r->message = psprintf("the token of \"%s\" is read-only", auth->subject);
 		}
-		if (hash_search(known, op->id, HASH_FIND, NULL) ||
-			hash_search(batch_acked, op->id, HASH_FIND, NULL))
+		else if (hash_search(known, op->id, HASH_FIND, NULL))
+			r->outcome = SL_DUPLICATE;
+		else if ((op->hlc >> 16) > wall_limit)
 		{
-			reply_ack(&reply, op->id);
-			MemoryContextSwitchTo(prev);
-			continue;
+			r->code = "clock_skew";
+			r->message = psprintf("the op's clock is %llu ms ahead of the server's; synclog.max_clock_skew is %d ms",
+								  (unsigned long long) ((op->hlc >> 16) - (wall_limit - sl_max_clock_skew_ms)),
+								  sl_max_clock_skew_ms);
 		}
-		if ((op->hlc >> 16) > wall_limit)
-		{
-			appendStringInfo(&msg, "the op's clock is %llu ms ahead of the server's; synclog.max_clock_skew is %d ms",
-							 (unsigned long long) ((op->hlc >> 16) - (wall_limit - sl_max_clock_skew_ms)),
-							 sl_max_clock_skew_ms);
-			reply_reject(&reply, op->id, "clock_skew", msg.data);
-			MemoryContextSwitchTo(prev);
-			continue;
-		}
+		else
+			r->pending = any_pending = true;
+	}
 
-		outcome = apply_in_subxact(op, tables[i], auth, &code, &msg);
-		switch (outcome)
+	if (any_pending && !apply_batch(parsed, tables, results, nops, auth, false, outer))
+		(void) apply_batch(parsed, tables, results, nops, auth, true, outer);
+
+	for (int i = 0; i < nops; i++)
+	{
+		SlResult   *r = &results[i];
+
+		switch (r->outcome)
 		{
 			case SL_APPLIED:
-				sl_hlc_observe(op->hlc);
+				sl_hlc_observe(parsed[i].hlc);
 				/* FALLTHROUGH */
 			case SL_DUPLICATE:
-				hash_search(batch_acked, op->id, HASH_ENTER, NULL);
-				reply_ack(&reply, op->id);
+				reply_ack(&reply, raw_ids[i]);
 				break;
 			case SL_REJECTED:
-				reply_reject(&reply, op->id, code, msg.data);
+				reply_reject(&reply, raw_ids[i], r->code, r->message);
 				break;
 		}
-		MemoryContextSwitchTo(prev);
 	}
-	MemoryContextDelete(opcxt);
 
 	sl_hlc_format(sl_hlc_now(), hex);
 	initStringInfo(&out);
