@@ -8,9 +8,11 @@
  * server clock and client_id "server", carrying only the columns that
  * changed, and moves the row's field clocks and tombstone along.
  *
- * Writes made by push itself are not captured twice: merge.c sets
- * sl_push_relid around its own write, and the trigger leaves that relation
- * alone while it is set.  TRUNCATE fires no row triggers, so tracked tables
+ * Writes made by push itself are not captured twice: merge.c names the row
+ * it writes (sl_push_writing), and the trigger leaves that row alone; rows a
+ * cascade touches are captured as usual.  A direct UPDATE that moves a row
+ * to another group is a delete for the old group and the whole row for the
+ * new one, so that both groups' change streams stay true.  TRUNCATE fires no row triggers, so tracked tables
  * refuse it (synclog_refuse_truncate) rather than silently desynchronize.
  *
  * A server write wins over every op the server has accepted: the clock is
@@ -30,6 +32,15 @@
 #include "synclog.h"
 
 Oid			sl_push_relid = InvalidOid;
+const char *sl_push_row = NULL;
+
+/* push.c/merge.c: the row being written now, or InvalidOid/NULL for none. */
+void
+sl_push_writing(Oid relid, const char *row)
+{
+	sl_push_relid = relid;
+	sl_push_row = row;
+}
 
 PG_FUNCTION_INFO_V1(synclog_capture);
 PG_FUNCTION_INFO_V1(synclog_refuse_truncate);
@@ -85,15 +96,15 @@ capture_delete(SlTable *t, const char *row, const char *tuple_grp)
 	char		id[37];
 	uint64		hlc;
 
-	if (sl_meta_lock(t, row, &grp, &clocks, &deleted))
+	if (sl_meta_lock(t, row, &grp, &clocks, &deleted, NULL))
 	{
 		sl_hlc_observe(max_clock(clocks));
-		sl_meta_update(t, row, grp, clocks, true);
+		sl_meta_update(t, row, grp, clocks, true, NIL);
 	}
 	else
 	{
 		grp = (char *) tuple_grp;
-		sl_meta_create(t, row, grp, sl_empty_object(), true);
+		sl_meta_create(t, row, grp, sl_empty_object(), true, NIL);
 	}
 	hlc = sl_hlc_now();
 	sl_uuid_text(id);
@@ -130,11 +141,20 @@ sl_capture_row(SlTable *t, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
 	if (oldtup != NULL)
 	{
 		char	   *oldrow = attr_text(oldtup, desc, t->pk_attnum);
+		char	   *oldgrp = attr_text(oldtup, desc, t->grp_attnum);
 
 		/* A changed key is the old row deleted and a new row inserted. */
 		if (strcmp(oldrow, row) != 0)
 		{
-			capture_delete(t, oldrow, attr_text(oldtup, desc, t->grp_attnum));
+			capture_delete(t, oldrow, oldgrp);
+			oldtup = NULL;
+		}
+		else if ((oldgrp == NULL) != (grp == NULL) ||
+				 (oldgrp != NULL && strcmp(oldgrp, grp) != 0))
+		{
+			/* The old group's clients see it go; the new group's get all of it. */
+			sl_uuid_text(id);
+			sl_record_op(id, t->name, row, oldgrp, true, NULL, sl_hlc_now(), SL_SERVER_CLIENT);
 			oldtup = NULL;
 		}
 	}
@@ -163,14 +183,14 @@ sl_capture_row(SlTable *t, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
 	if (changed == NULL)
 		return;					/* an UPDATE that changed nothing */
 
-	exists = sl_meta_lock(t, row, &meta_grp, &clocks, &deleted);
+	exists = sl_meta_lock(t, row, &meta_grp, &clocks, &deleted, NULL);
 	sl_hlc_observe(max_clock(clocks));
 	hlc = sl_hlc_now();
 	clocks = sl_clock_entry_set(clocks, names, hlc, SL_SERVER_CLIENT);
 	if (exists)
-		sl_meta_update(t, row, grp, clocks, false);
+		sl_meta_update(t, row, grp, clocks, false, NIL);
 	else
-		sl_meta_create(t, row, grp, clocks, false);
+		sl_meta_create(t, row, grp, clocks, false, NIL);
 
 	sl_uuid_text(id);
 	sl_record_op(id, t->name, row, grp, false,
@@ -196,9 +216,6 @@ synclog_capture(PG_FUNCTION_ARGS)
 				 errmsg("synclog._capture() must run AFTER ... FOR EACH ROW")));
 
 	rel = td->tg_relation;
-	if (RelationGetRelid(rel) == sl_push_relid)
-		return PointerGetDatum(NULL);
-
 	sl_require_preload();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "synclog: SPI_connect failed");
@@ -206,6 +223,20 @@ synclog_capture(PG_FUNCTION_ARGS)
 	if (t != NULL)
 	{
 		TupleDesc	desc = RelationGetDescr(rel);
+
+		if (RelationGetRelid(rel) == sl_push_relid && sl_push_row != NULL)
+		{
+			HeapTuple	tup = TRIGGER_FIRED_BY_INSERT(td->tg_event) ?
+				td->tg_trigtuple :
+				(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
+			char	   *row = attr_text(tup, desc, t->pk_attnum);
+
+			if (row != NULL && strcmp(row, sl_push_row) == 0)
+			{
+				SPI_finish();
+				return PointerGetDatum(NULL);	/* push records this write itself */
+			}
+		}
 
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 			sl_capture_row(t, NULL, td->tg_trigtuple, desc);
@@ -267,7 +298,11 @@ synclog_capture_existing(PG_FUNCTION_ARGS)
 	 */
 	rel = table_open(relid, AccessShareLock);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT synclog_row FROM %s AS synclog_row", t->qualname);
+	{
+		char	   *alias = sl_row_alias(relid);
+
+		appendStringInfo(&sql, "SELECT %s FROM %s AS %s", alias, t->qualname, alias);
+	}
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -46,12 +47,59 @@ reject(const char **code, const char *c)
 	*code = c;
 }
 
+/*
+ * Appends a JSON array as a PostgreSQL array literal: {"a","b",NULL,{...}}.
+ * Elements are quoted and escaped; nested arrays nest.  Objects inside are
+ * written as their JSON text (for arrays of json/jsonb).
+ */
+static void
+append_array_literal(StringInfo out, JsonbContainer *arr)
+{
+	int			n = JsonContainerSize(arr);
+
+	appendStringInfoChar(out, '{');
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(arr, i);
+
+		if (i > 0)
+			appendStringInfoChar(out, ',');
+		if (e->type == jbvNull)
+			appendStringInfoString(out, "NULL");
+		else if (e->type == jbvBinary && JsonContainerIsArray(e->val.binary.data))
+			append_array_literal(out, e->val.binary.data);
+		else
+		{
+			char	   *str = sl_json_text(e);
+
+			appendStringInfoChar(out, '"');
+			for (char *c = str; *c; c++)
+			{
+				if (*c == '"' || *c == '\\')
+					appendStringInfoChar(out, '\\');
+				appendStringInfoChar(out, *c);
+			}
+			appendStringInfoChar(out, '"');
+		}
+	}
+	appendStringInfoChar(out, '}');
+}
+
 /* The text of a JSON value for a column of type typid; NULL for JSON null. */
 static char *
 field_text(JsonbValue *v, Oid typid)
 {
 	if (v->type == jbvNull)
 		return NULL;
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data) &&
+		OidIsValid(get_element_type(typid)))
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		append_array_literal(&s, v->val.binary.data);
+		return s.data;
+	}
 	if (typid == JSONOID || typid == JSONBOID)
 	{
 		StringInfoData s;
@@ -227,9 +275,25 @@ sl_record_op(const char *op_id, const char *table, const char *row,
 	sl_note_ops_written();
 }
 
-/* Locks and reads the row's metadata; false when it has none. */
+static Datum
+groups_array(List *groups)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(groups), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, groups)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Locks and reads the row's metadata; false when it has none.  tomb_groups
+ * (may be NULL) gets the groups of a never-seen row's tombstone.
+ */
 bool
-sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *deleted)
+sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *deleted,
+			 List **tomb_groups)
 {
 	Oid			argtypes[2] = {OIDOID, TEXTOID};
 	Datum		args[2] = {ObjectIdGetDatum(t->relid), CStringGetTextDatum(row)};
@@ -238,7 +302,7 @@ sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *dele
 	TupleDesc	desc;
 	bool		isnull;
 
-	plan = sl_plan("SELECT grp, clocks, deleted FROM synclog.row_meta "
+	plan = sl_plan("SELECT grp, clocks, deleted, tomb_groups FROM synclog.row_meta "
 				   "WHERE tbl = $1::regclass AND row_id = $2 FOR UPDATE",
 				   2, argtypes);
 	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
@@ -250,16 +314,35 @@ sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *dele
 	*grp = SPI_getvalue(tup, desc, 1);
 	*clocks = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
 	*deleted = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	if (tomb_groups != NULL)
+	{
+		Datum		d = SPI_getbinval(tup, desc, 4, &isnull);
+
+		*tomb_groups = NIL;
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &n);
+			for (int i = 0; i < n; i++)
+				if (!nulls[i])
+					*tomb_groups = lappend(*tomb_groups, TextDatumGetCString(elems[i]));
+		}
+	}
 	return true;
 }
 
 /* Creates the row's metadata unless a concurrent push just did; true if created. */
 bool
-sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted)
+sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted,
+			   List *tomb_groups)
 {
-	Oid			argtypes[5] = {OIDOID, TEXTOID, TEXTOID, JSONBOID, BOOLOID};
-	Datum		args[5];
-	char		nulls[5] = "     ";
+	Oid			argtypes[6] = {OIDOID, TEXTOID, TEXTOID, JSONBOID, BOOLOID, TEXTARRAYOID};
+	Datum		args[6];
+	char		nulls[6] = "      ";
 	SPIPlanPtr	plan;
 
 	args[0] = ObjectIdGetDatum(t->relid);
@@ -270,9 +353,13 @@ sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool
 		nulls[2] = 'n';
 	args[3] = JsonbPGetDatum(clocks);
 	args[4] = BoolGetDatum(deleted);
-	plan = sl_plan("INSERT INTO synclog.row_meta (tbl, row_id, grp, clocks, deleted) "
-				   "VALUES ($1::regclass, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-				   5, argtypes);
+	if (tomb_groups != NIL)
+		args[5] = groups_array(tomb_groups);
+	else
+		nulls[5] = 'n';
+	plan = sl_plan("INSERT INTO synclog.row_meta (tbl, row_id, grp, clocks, deleted, tomb_groups) "
+				   "VALUES ($1::regclass, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+				   6, argtypes);
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "synclog: row metadata insert failed");
 	return SPI_processed == 1;
@@ -280,11 +367,12 @@ sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool
 
 /* Rewrites the row's metadata (it must exist and be locked). */
 void
-sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted)
+sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool deleted,
+			   List *tomb_groups)
 {
-	Oid			argtypes[5] = {OIDOID, TEXTOID, JSONBOID, BOOLOID, TEXTOID};
-	Datum		args[5];
-	char		nulls[5] = "     ";
+	Oid			argtypes[6] = {OIDOID, TEXTOID, JSONBOID, BOOLOID, TEXTOID, TEXTARRAYOID};
+	Datum		args[6];
+	char		nulls[6] = "      ";
 	SPIPlanPtr	plan;
 
 	args[0] = ObjectIdGetDatum(t->relid);
@@ -295,9 +383,13 @@ sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool
 		args[4] = CStringGetTextDatum(grp);
 	else
 		nulls[4] = 'n';
-	plan = sl_plan("UPDATE synclog.row_meta SET clocks = $3, deleted = $4, grp = $5 "
+	if (tomb_groups != NIL)
+		args[5] = groups_array(tomb_groups);
+	else
+		nulls[5] = 'n';
+	plan = sl_plan("UPDATE synclog.row_meta SET clocks = $3, deleted = $4, grp = $5, tomb_groups = $6 "
 				   "WHERE tbl = $1::regclass AND row_id = $2",
-				   5, argtypes);
+				   6, argtypes);
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "synclog: row metadata update failed");
 }
@@ -323,10 +415,10 @@ sl_app_delete(SlTable *t, const char *row)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM %s WHERE %s = $1",
 					 t->qualname, quote_identifier(t->pk_column));
-	sl_push_relid = t->relid;
+	sl_push_writing(t->relid, row);
 	if (SPI_execute_plan(sl_plan(sql.data, 1, &t->pk_type), &arg, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "synclog: delete from %s failed", t->qualname);
-	sl_push_relid = InvalidOid;
+	sl_push_writing(InvalidOid, NULL);
 }
 
 /*
@@ -345,6 +437,7 @@ app_write(SlTable *t, const char *row, List *list, bool insert)
 	int			i = 0;
 	int			rc;
 	Jsonb	   *result = NULL;
+	char	   *alias;
 
 	memset(nulls, ' ', n);
 	nulls[n] = '\0';
@@ -363,10 +456,11 @@ app_write(SlTable *t, const char *row, List *list, bool insert)
 	args[i] = pk_datum(t, row);
 	sl_current_column = NULL;
 
+	alias = sl_row_alias(t->relid);
 	initStringInfo(&sql);
 	if (insert)
 	{
-		appendStringInfo(&sql, "INSERT INTO %s AS synclog_row (", t->qualname);
+		appendStringInfo(&sql, "INSERT INTO %s AS %s (", t->qualname, alias);
 		foreach(lc, list)
 			appendStringInfo(&sql, "%s, ", quote_identifier(((SlField *) lfirst(lc))->column));
 		appendStringInfo(&sql, "%s) VALUES (", quote_identifier(t->pk_column));
@@ -375,18 +469,18 @@ app_write(SlTable *t, const char *row, List *list, bool insert)
 	}
 	else
 	{
-		appendStringInfo(&sql, "UPDATE %s AS synclog_row SET ", t->qualname);
+		appendStringInfo(&sql, "UPDATE %s AS %s SET ", t->qualname, alias);
 		i = 1;
 		foreach(lc, list)
 			appendStringInfo(&sql, "%s%s = $%d", i > 1 ? ", " : "",
 							 quote_identifier(((SlField *) lfirst(lc))->column), i), i++;
 		appendStringInfo(&sql, " WHERE %s = $%d", quote_identifier(t->pk_column), n);
 	}
-	appendStringInfoString(&sql, " RETURNING to_jsonb(synclog_row)");
+	appendStringInfo(&sql, " RETURNING to_jsonb(%s)", alias);
 
-	sl_push_relid = t->relid;
+	sl_push_writing(t->relid, row);
 	rc = SPI_execute_plan(sl_plan(sql.data, n, argtypes), args, nulls, false, 0);
-	sl_push_relid = InvalidOid;
+	sl_push_writing(InvalidOid, NULL);
 	if (rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "synclog: write to %s failed: %s", t->qualname, SPI_result_code_string(rc));
 	if (SPI_processed == 1)
@@ -411,6 +505,34 @@ field_names(List *fields)
 }
 
 /*
+ * True when the op log (or compaction's list) already has op_id: checked
+ * under the row lock before refusing an op row_deleted, because a
+ * concurrent push of this very op may have deleted the row and committed.
+ */
+static bool
+op_logged(const char *op_id)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(op_id)};
+
+	if (SPI_execute_plan(sl_plan("SELECT 1 FROM synclog.ops WHERE op_id = $1::uuid "
+								 "UNION ALL SELECT 1 FROM synclog.compacted_ops WHERE op_id = $1::uuid",
+								 1, argtypes), args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "synclog: op id lookup failed");
+	return SPI_processed > 0;
+}
+
+static List *
+auth_groups(const SlAuth *auth)
+{
+	List	   *l = NIL;
+
+	for (int i = 0; i < auth->ngroups; i++)
+		l = lappend(l, auth->groups[i]);
+	return l;
+}
+
+/*
  * Applies op to table t (NULL: the op names no tracked table) as the holder
  * of auth.  Returns SL_APPLIED (the op is in the op
  * log), or SL_REJECTED with *code one of DESIGN.md's rejection codes and msg
@@ -432,6 +554,8 @@ sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
 	ListCell   *lc;
 	Jsonb	   *rowjson;
 	int			attempts = 0;
+	List	   *tomb_groups = NIL;
+	bool		stale_tomb = false;
 
 	if (t == NULL)
 	{
@@ -473,9 +597,39 @@ sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
 	}
 
 again:
-	exists = sl_meta_lock(t, row, &grp, &clocks, &deleted);
+	exists = sl_meta_lock(t, row, &grp, &clocks, &deleted, &tomb_groups);
 
-	if (!exists)
+	if (exists && deleted && grp == NULL)
+	{
+		/*
+		 * The tombstone of a row deleted before the server saw it alive.  It
+		 * absorbs a creation in a group its deleter could write; a delete by
+		 * a token without rights there absorbs nothing, just as that delete
+		 * would have been refused had the row arrived first.
+		 */
+		char	   *g = (!op->is_delete && grp_field) ? field_canonical(grp_field) : NULL;
+
+		if (g != NULL)
+		{
+			bool		absorbs = false;
+			ListCell   *lc2;
+
+			foreach(lc2, tomb_groups)
+				if (strcmp((char *) lfirst(lc2), g) == 0)
+					absorbs = true;
+			stale_tomb = !absorbs;
+		}
+		if (!stale_tomb)
+		{
+			if (op_logged(op->id))
+				return SL_DUPLICATE;
+			reject(code, "row_deleted");
+			appendStringInfo(msg, "row \"%s\" of table \"%s\" was deleted", row, t->name);
+			return SL_REJECTED;
+		}
+	}
+
+	if (!exists || stale_tomb)
 	{
 		if (op->is_delete)
 		{
@@ -483,7 +637,7 @@ again:
 			 * A delete of a row we never saw: record the tombstone anyway, so
 			 * that the result does not depend on the order ops arrive in.
 			 */
-			if (!sl_meta_create(t, row, NULL, sl_empty_object(), true))
+			if (!sl_meta_create(t, row, NULL, sl_empty_object(), true, auth_groups(auth)))
 			{
 				if (++attempts > 1)
 					elog(ERROR, "synclog: row metadata of \"%s\" changed twice under us", row);
@@ -507,7 +661,9 @@ again:
 			return SL_REJECTED;
 		}
 		clocks = sl_clock_entry_set(NULL, field_names(write), op->hlc, op->client_id);
-		if (!sl_meta_create(t, row, grp, clocks, false))
+		if (stale_tomb)
+			sl_meta_update(t, row, grp, clocks, false, NIL);
+		else if (!sl_meta_create(t, row, grp, clocks, false, NIL))
 		{
 			if (++attempts > 1)
 				elog(ERROR, "synclog: row metadata of \"%s\" changed twice under us", row);
@@ -529,6 +685,8 @@ again:
 	}
 	if (deleted)
 	{
+		if (op_logged(op->id))
+			return SL_DUPLICATE;
 		reject(code, "row_deleted");
 		appendStringInfo(msg, "row \"%s\" of table \"%s\" was deleted", row, t->name);
 		return SL_REJECTED;
@@ -536,7 +694,7 @@ again:
 
 	if (op->is_delete)
 	{
-		sl_meta_update(t, row, grp, clocks, true);
+		sl_meta_update(t, row, grp, clocks, true, NIL);
 		sl_app_delete(t, row);
 		sl_record_op(op->id, t->name, row, grp, true, NULL, op->hlc, op->client_id);
 		return SL_APPLIED;
@@ -549,8 +707,12 @@ again:
 		if (v == NULL || strcmp(v, grp) != 0)
 		{
 			reject(code, "group_immutable");
-			appendStringInfo(msg, "the group column \"%s\" of a row cannot change: the row is in \"%s\", the op says \"%s\"",
-							 t->grp_column, grp, v ? v : "null");
+			if (v == NULL)
+				appendStringInfo(msg, "the group column \"%s\" of a row cannot change: the row is in \"%s\", the op sets it to null",
+								 t->grp_column, grp);
+			else
+				appendStringInfo(msg, "the group column \"%s\" of a row cannot change: the row is in \"%s\", the op says \"%s\"",
+								 t->grp_column, grp, v);
 			return SL_REJECTED;
 		}
 	}
@@ -583,7 +745,8 @@ again:
 			}
 			else
 				rowjson = jsonb_keep(rowjson, names);
-			sl_meta_update(t, row, grp, sl_clock_entry_set(clocks, names, op->hlc, op->client_id), false);
+			sl_meta_update(t, row, grp, sl_clock_entry_set(clocks, names, op->hlc, op->client_id),
+						   false, NIL);
 		}
 		sl_record_op(op->id, t->name, row, grp, false, rowjson, op->hlc, op->client_id);
 	}

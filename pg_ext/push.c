@@ -296,7 +296,6 @@ error_is_fatal_to_batch(int sqlerrcode)
 	{
 		case ERRCODE_TO_CATEGORY(ERRCODE_TRANSACTION_ROLLBACK):
 		case ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES):
-		case ERRCODE_TO_CATEGORY(ERRCODE_PROGRAM_LIMIT_EXCEEDED):
 		case ERRCODE_TO_CATEGORY(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE):
 		case ERRCODE_TO_CATEGORY(ERRCODE_OPERATOR_INTERVENTION):
 		case ERRCODE_TO_CATEGORY(ERRCODE_SYSTEM_ERROR):
@@ -320,7 +319,8 @@ typedef struct SlResult
 /*
  * Classifies an error raised while applying an op: a concurrent push of the
  * same op id (unique violation on the op log) is a duplicate; a bad value is
- * invalid_value; anything else a constraint, trigger or rule of the table
+ * invalid_value, and so is one too large for an index or too deeply
+ * nested (program limits); anything else a constraint, trigger or rule of the table
  * raised is constraint_violation.  The caller re-throws errors that
  * error_is_fatal_to_batch() names.
  */
@@ -340,7 +340,8 @@ classify_error(ErrorData *edata, SlResult *r, MemoryContext cxt)
 	}
 	r->outcome = SL_REJECTED;
 	initStringInfo(&msg);
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 	{
 		r->code = "invalid_value";
 		if (sl_current_column)
@@ -458,7 +459,7 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcontext);
 			CurrentResourceOwner = oldowner;
-			sl_push_relid = InvalidOid;
+			sl_push_writing(InvalidOid, NULL);
 
 			if (error_is_fatal_to_batch(edata->sqlerrcode))
 				ReThrowError(edata);

@@ -100,6 +100,7 @@ PGDLLEXPORT void synclog_launcher_main(Datum arg);
 PGDLLEXPORT void synclog_sequencer_main(Datum arg);
 
 PG_FUNCTION_INFO_V1(synclog_start_sequencer);
+PG_FUNCTION_INFO_V1(synclog_ensure_sequencer);
 PG_FUNCTION_INFO_V1(synclog_compact);
 
 Size
@@ -275,6 +276,19 @@ synclog_start_sequencer(PG_FUNCTION_ARGS)
 {
 	sl_require_preload();
 	ensure_sequencer(MyDatabaseId, GetTopTransactionId(), false, NULL);
+	PG_RETURN_VOID();
+}
+
+/*
+ * synclog._ensure_sequencer(): called by changes() and wait_sequenced(), so
+ * that ops pushed while no worker could start (max_worker_processes was
+ * exhausted, say) are sequenced once one can.
+ */
+Datum
+synclog_ensure_sequencer(PG_FUNCTION_ARGS)
+{
+	sl_require_preload();
+	ensure_sequencer(MyDatabaseId, GetTopTransactionIdIfAny(), false, NULL);
 	PG_RETURN_VOID();
 }
 

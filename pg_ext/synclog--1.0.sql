@@ -49,13 +49,17 @@ CREATE TABLE synclog.compacted_ops (
 );
 
 -- Per-row metadata: the row's group, the clock that last won each field
--- ({"col": ["<hlc>", "<client_id>"]}), and the tombstone.
+-- ({"col": ["<hlc>", "<client_id>"]}), and the tombstone.  A row deleted
+-- before the server ever saw it has no group: tomb_groups then holds the
+-- groups of the token that deleted it, and the tombstone absorbs only a
+-- creation in one of those groups (a delete without rights absorbs nothing).
 CREATE TABLE synclog.row_meta (
-    tbl     regclass NOT NULL,
-    row_id  text NOT NULL,
-    grp     text,
-    clocks  jsonb NOT NULL DEFAULT '{}',
-    deleted boolean NOT NULL DEFAULT false,
+    tbl         regclass NOT NULL,
+    row_id      text NOT NULL,
+    grp         text,
+    clocks      jsonb NOT NULL DEFAULT '{}',
+    deleted     boolean NOT NULL DEFAULT false,
+    tomb_groups text[],
     PRIMARY KEY (tbl, row_id)
 );
 
@@ -106,8 +110,11 @@ CREATE FUNCTION synclog._hlc_now() RETURNS bigint
 CREATE FUNCTION synclog._random_token() RETURNS text
     AS 'MODULE_PATHNAME', 'synclog_random_token' LANGUAGE C VOLATILE STRICT;
 
+-- SECURITY DEFINER: whoever may write the table may have it captured,
+-- without rights on schema synclog.
 CREATE FUNCTION synclog._capture() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'synclog_capture' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'synclog_capture' LANGUAGE C
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION synclog._refuse_truncate() RETURNS trigger
     AS 'MODULE_PATHNAME', 'synclog_refuse_truncate' LANGUAGE C;
@@ -118,8 +125,13 @@ CREATE FUNCTION synclog._capture_existing(regclass) RETURNS bigint
 CREATE FUNCTION synclog._start_sequencer() RETURNS void
     AS 'MODULE_PATHNAME', 'synclog_start_sequencer' LANGUAGE C VOLATILE;
 
+-- Starts this database's sequencer if none runs (cheap when one does).
+CREATE FUNCTION synclog._ensure_sequencer() RETURNS void
+    AS 'MODULE_PATHNAME', 'synclog_ensure_sequencer' LANGUAGE C VOLATILE;
+
 REVOKE ALL ON FUNCTION synclog._hlc_now(), synclog._random_token(),
-    synclog._capture_existing(regclass), synclog._start_sequencer() FROM PUBLIC;
+    synclog._capture_existing(regclass), synclog._start_sequencer(),
+    synclog._ensure_sequencer() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- track / untrack
@@ -141,10 +153,15 @@ BEGIN
     END IF;
 
     SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = tbl;
-    IF kind NOT IN ('r', 'p') THEN
+    IF kind = 'p' THEN
+        RAISE EXCEPTION 'cannot track partitioned table "%"', tbl
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'synclog tracks ordinary tables; writes routed to partitions would bypass it.',
+                  HINT = 'Track an ordinary table.';
+    ELSIF kind <> 'r' THEN
         RAISE EXCEPTION '"%" is not a table', tbl
             USING ERRCODE = 'wrong_object_type',
-                  DETAIL = 'synclog tracks ordinary and partitioned tables only.';
+                  DETAIL = 'synclog tracks ordinary tables only.';
     END IF;
 
     SELECT array_agg(a.attname ORDER BY a.attnum) INTO pk_cols
@@ -241,11 +258,11 @@ BEGIN
     IF groups IS NULL OR cardinality(groups) = 0 THEN
         RAISE EXCEPTION 'a token needs at least one group' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF array_position(groups, NULL) IS NOT NULL OR array_position(groups, '') IS NOT NULL THEN
-        RAISE EXCEPTION 'token groups must not be null or empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF array_ndims(groups) <> 1 THEN
         RAISE EXCEPTION 'token groups must be a one-dimensional array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(groups, NULL) IS NOT NULL OR array_position(groups, '') IS NOT NULL THEN
+        RAISE EXCEPTION 'token groups must not be null or empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF can_write IS NULL THEN
         RAISE EXCEPTION 'can_write must be true or false' USING ERRCODE = 'null_value_not_allowed';
@@ -291,9 +308,11 @@ $$;
 -- push
 ------------------------------------------------------------------------------
 
+-- The application's own triggers on a tracked table run inside push, so
+-- schema public stays on the path for them; our SQL qualifies every name.
 CREATE FUNCTION synclog.push(token text, client_id text, ops jsonb) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'synclog_push'
-    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
 
 ------------------------------------------------------------------------------
 -- Reading the change stream
@@ -324,6 +343,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    PERFORM synclog._ensure_sequencer();
     SELECT * INTO st FROM synclog.state;
     -- A cursor below what compaction kept, or beyond what this server ever
     -- numbered (a restored backup, another database), cannot be continued.
@@ -414,6 +434,7 @@ DECLARE
 BEGIN
     SELECT max(o.local_id) INTO target FROM synclog.ops o WHERE o.seq IS NULL;
     LOOP
+        PERFORM synclog._ensure_sequencer();
         IF target IS NULL OR NOT EXISTS
             (SELECT 1 FROM synclog.ops o WHERE o.seq IS NULL AND o.local_id <= target) THEN
             RETURN (SELECT s.high_water FROM synclog.state s);
@@ -428,6 +449,27 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Dropping a tracked table untracks it.
+CREATE FUNCTION synclog._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone oid[];
+BEGIN
+    SELECT array_agg(d.objid) INTO gone
+      FROM pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.object_type = 'table';
+    IF gone IS NOT NULL THEN
+        DELETE FROM synclog.row_meta m WHERE m.tbl::oid = ANY (gone);
+        DELETE FROM synclog.tracked t WHERE t.tbl::oid = ANY (gone);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION synclog._on_sql_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER synclog_sql_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION synclog._on_sql_drop();
 
 REVOKE ALL ON FUNCTION synclog.track(regclass, name), synclog.untrack(regclass),
     synclog.create_token(text, text[], bool), synclog.revoke_token(text),

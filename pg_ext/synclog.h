@@ -81,6 +81,7 @@ typedef struct SlTable
 
 extern SlTable *sl_table_by_name(const char *name);
 extern SlTable *sl_table_by_relid(Oid relid);
+extern char *sl_row_alias(Oid relid);
 
 extern SPIPlanPtr sl_plan(const char *sql, int nargs, Oid *argtypes);
 extern char *sl_datum_text(Datum value, Oid typid);
@@ -125,11 +126,11 @@ typedef struct SlAuth
 extern SlOutcome sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth,
 							 const char **code, StringInfo message);
 extern bool sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks,
-						 bool *deleted);
+						 bool *deleted, List **tomb_groups);
 extern bool sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks,
-						   bool deleted);
+						   bool deleted, List *tomb_groups);
 extern void sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks,
-						   bool deleted);
+						   bool deleted, List *tomb_groups);
 extern void sl_app_delete(SlTable *t, const char *row);
 extern Jsonb *sl_empty_object(void);
 extern void sl_record_op(const char *op_id, const char *table, const char *row,
@@ -137,10 +138,13 @@ extern void sl_record_op(const char *op_id, const char *table, const char *row,
 						 uint64 hlc, const char *client_id);
 
 /*
- * capture.c: push sets this while it writes an application row, so that
- * the capture trigger leaves that write alone.
+ * capture.c: push names the row it is writing (relation and canonical
+ * primary-key text) so that the capture trigger leaves that one write alone;
+ * cascades to other rows are still captured.
  */
 extern Oid	sl_push_relid;
+extern const char *sl_push_row;
+extern void sl_push_writing(Oid relid, const char *row);
 extern void sl_capture_row(SlTable *t, HeapTuple oldtup, HeapTuple newtup,
 						   TupleDesc desc);
 

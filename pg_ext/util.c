@@ -115,13 +115,17 @@ sl_plan(const char *sql, int nargs, Oid *argtypes)
 static SlTable *
 sl_table_fill(Oid relid, const char *name, const char *pk_column, const char *grp_column)
 {
-	SlTable    *t = palloc0(sizeof(SlTable));
+	SlTable    *t;
 	Oid			coll;
+	char	   *relname = get_rel_name(relid);
 
+	if (relname == NULL)
+		return NULL;			/* dropped in this transaction */
+	t = palloc0(sizeof(SlTable));
 	t->relid = relid;
 	t->name = pstrdup(name);
 	t->qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-											 get_rel_name(relid));
+											 relname);
 	t->pk_column = pstrdup(pk_column);
 	t->grp_column = pstrdup(grp_column);
 	t->pk_attnum = get_attnum(relid, pk_column);
@@ -193,6 +197,22 @@ sl_table_by_relid(Oid relid)
 	return sl_table_lookup("SELECT tbl::oid, name, pk_column, group_column "
 						   "FROM synclog.tracked WHERE tbl = $1",
 						   OIDOID, ObjectIdGetDatum(relid));
+}
+
+/*
+ * A table alias for SQL text that is no column name of relid, so that
+ * to_jsonb(alias) means the whole row: "synclog_row", then "synclog_row_"…
+ */
+char *
+sl_row_alias(Oid relid)
+{
+	StringInfoData a;
+
+	initStringInfo(&a);
+	appendStringInfoString(&a, "synclog_row");
+	while (get_attnum(relid, a.data) != InvalidAttrNumber)
+		appendStringInfoChar(&a, '_');
+	return a.data;
 }
 
 /* The text form of a datum by its type's output function; palloc'd. */

@@ -186,6 +186,7 @@ cluster_start() {
 		echo "port = $port"
 		echo "unix_socket_directories = '$dir'"
 		echo "max_connections = 200"
+		echo "max_worker_processes = 16"
 		echo "log_min_messages = warning"
 		for line in "$@"; do echo "$line"; done
 	} | cluster_as_owner tee -a "$conf" >/dev/null || {
