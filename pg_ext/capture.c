@@ -33,12 +33,14 @@
 
 Oid			sl_push_relid = InvalidOid;
 const char *sl_push_row = NULL;
+static AttrNumber sl_push_pk_attnum = InvalidAttrNumber;
 
-/* push.c/merge.c: the row being written now, or InvalidOid/NULL for none. */
+/* merge.c: the row being written now (t NULL: none). */
 void
-sl_push_writing(Oid relid, const char *row)
+sl_push_writing(SlTable *t, const char *row)
 {
-	sl_push_relid = relid;
+	sl_push_relid = t ? t->relid : InvalidOid;
+	sl_push_pk_attnum = t ? t->pk_attnum : InvalidAttrNumber;
 	sl_push_row = row;
 }
 
@@ -216,6 +218,17 @@ synclog_capture(PG_FUNCTION_ARGS)
 				 errmsg("synclog._capture() must run AFTER ... FOR EACH ROW")));
 
 	rel = td->tg_relation;
+	if (RelationGetRelid(rel) == sl_push_relid && sl_push_row != NULL)
+	{
+		/* Push records its own write; anything else (a cascade) is ours. */
+		HeapTuple	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ?
+			td->tg_newtuple : td->tg_trigtuple;
+		char	   *row = attr_text(tup, RelationGetDescr(rel), sl_push_pk_attnum);
+
+		if (row != NULL && strcmp(row, sl_push_row) == 0)
+			return PointerGetDatum(NULL);
+	}
+
 	sl_require_preload();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "synclog: SPI_connect failed");
@@ -223,20 +236,6 @@ synclog_capture(PG_FUNCTION_ARGS)
 	if (t != NULL)
 	{
 		TupleDesc	desc = RelationGetDescr(rel);
-
-		if (RelationGetRelid(rel) == sl_push_relid && sl_push_row != NULL)
-		{
-			HeapTuple	tup = TRIGGER_FIRED_BY_INSERT(td->tg_event) ?
-				td->tg_trigtuple :
-				(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
-			char	   *row = attr_text(tup, desc, t->pk_attnum);
-
-			if (row != NULL && strcmp(row, sl_push_row) == 0)
-			{
-				SPI_finish();
-				return PointerGetDatum(NULL);	/* push records this write itself */
-			}
-		}
 
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 			sl_capture_row(t, NULL, td->tg_trigtuple, desc);

@@ -415,10 +415,10 @@ sl_app_delete(SlTable *t, const char *row)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM %s WHERE %s = $1",
 					 t->qualname, quote_identifier(t->pk_column));
-	sl_push_writing(t->relid, row);
+	sl_push_writing(t, row);
 	if (SPI_execute_plan(sl_plan(sql.data, 1, &t->pk_type), &arg, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "synclog: delete from %s failed", t->qualname);
-	sl_push_writing(InvalidOid, NULL);
+	sl_push_writing(NULL, NULL);
 }
 
 /*
@@ -478,9 +478,9 @@ app_write(SlTable *t, const char *row, List *list, bool insert)
 	}
 	appendStringInfo(&sql, " RETURNING to_jsonb(%s)", alias);
 
-	sl_push_writing(t->relid, row);
+	sl_push_writing(t, row);
 	rc = SPI_execute_plan(sl_plan(sql.data, n, argtypes), args, nulls, false, 0);
-	sl_push_writing(InvalidOid, NULL);
+	sl_push_writing(NULL, NULL);
 	if (rc != SPI_OK_INSERT_RETURNING && rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "synclog: write to %s failed: %s", t->qualname, SPI_result_code_string(rc));
 	if (SPI_processed == 1)

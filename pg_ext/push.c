@@ -459,7 +459,7 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcontext);
 			CurrentResourceOwner = oldowner;
-			sl_push_writing(InvalidOid, NULL);
+			sl_push_writing(NULL, NULL);
 
 			if (error_is_fatal_to_batch(edata->sqlerrcode))
 				ReThrowError(edata);

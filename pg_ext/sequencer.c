@@ -55,6 +55,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -592,6 +593,54 @@ synclog_compact(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Numbers up to SL_PASS_LIMIT committed, unsequenced ops in local_id order
+ * with hw+1, hw+2, …; returns how many.  Two statements, each linear in the
+ * backlog: the ids are read from the partial index ops_unstamped, then one
+ * UPDATE joins them as arrays.  (A single UPDATE … FROM (SELECT … LIMIT)
+ * can get a nested loop that re-runs the subquery per row: quadratic, and a
+ * sequencer that once fell behind would never catch up.)  Inside SPI.
+ */
+static uint64
+stamp(int64 hw)
+{
+	Oid			argtypes[2] = {INT8OID, INT8ARRAYOID};
+	Datum		args[2];
+	Datum	   *ids;
+	Datum	   *seqs;
+	uint64		n;
+
+	args[0] = Int64GetDatum(SL_PASS_LIMIT);
+	if (SPI_execute_plan(sl_plan("SELECT local_id FROM synclog.ops WHERE seq IS NULL "
+								 "ORDER BY local_id LIMIT $1", 1, argtypes),
+						 args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "synclog: reading unsequenced ops failed");
+	n = SPI_processed;
+	if (n == 0)
+		return 0;
+	ids = palloc(sizeof(Datum) * n);
+	seqs = palloc(sizeof(Datum) * n);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		seqs[i] = Int64GetDatum(hw + (int64) i + 1);
+	}
+	argtypes[0] = INT8ARRAYOID;
+	args[0] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(sl_plan("UPDATE synclog.ops o SET seq = v.seq "
+								 "FROM unnest($1::bigint[], $2::bigint[]) AS v(local_id, seq) "
+								 "WHERE o.local_id = v.local_id AND o.seq IS NULL",
+								 2, argtypes), args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "synclog: stamping failed");
+	if (SPI_processed != n)
+		elog(ERROR, "synclog: stamped %llu ops of %llu read",
+			 (unsigned long long) SPI_processed, (unsigned long long) n);
+	return n;
+}
+
+/*
  * One pass: stamps up to SL_PASS_LIMIT committed, unsequenced ops in
  * local_id order, advances high_water and queues the NOTIFY, all in one
  * transaction.  Returns the number stamped; false in *present when the
@@ -616,16 +665,7 @@ sequencer_pass(bool compact, bool *present)
 	if (*present)
 	{
 		hw = spi_int8("SELECT high_water FROM synclog.state FOR UPDATE");
-		args[0] = Int64GetDatum(hw);
-		args[1] = Int64GetDatum(SL_PASS_LIMIT);
-		if (SPI_execute_plan(sl_plan("UPDATE synclog.ops o SET seq = $1 + n.rn "
-									 "FROM (SELECT local_id, row_number() OVER (ORDER BY local_id) AS rn "
-									 "      FROM synclog.ops WHERE seq IS NULL "
-									 "      ORDER BY local_id LIMIT $2) n "
-									 "WHERE o.local_id = n.local_id AND o.seq IS NULL",
-									 2, argtypes), args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "synclog: stamping failed");
-		stamped = SPI_processed;
+		stamped = stamp(hw);
 		if (stamped > 0)
 		{
 			char		payload[32];

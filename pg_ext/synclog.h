@@ -144,7 +144,7 @@ extern void sl_record_op(const char *op_id, const char *table, const char *row,
  */
 extern Oid	sl_push_relid;
 extern const char *sl_push_row;
-extern void sl_push_writing(Oid relid, const char *row);
+extern void sl_push_writing(SlTable *t, const char *row);
 extern void sl_capture_row(SlTable *t, HeapTuple oldtup, HeapTuple newtup,
 						   TupleDesc desc);
 

@@ -91,7 +91,13 @@ sl_plan(const char *sql, int nargs, Oid *argtypes)
 		memcmp(e->argtypes, argtypes, nargs * sizeof(Oid)) == 0)
 		return e->plan;
 
-	plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * Generic plans: these are short index lookups and writes whose best
+	 * plan does not depend on the values, and a custom plan would be planned
+	 * again on every call (the plan cache prefers custom plans whenever they
+	 * look cheaper, as they do for "= ANY ($1)").
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "synclog: SPI_prepare failed for \"%s\": %s",
 			 sql, SPI_result_code_string(SPI_result));
