@@ -2,9 +2,10 @@
 # bench/run.sh: the `make bench` runner (the Makefile builds and installs the
 # extension first).
 #
-# Starts a throwaway PostgreSQL 15 cluster of its own (mktemp -d directory,
-# random free port, shared_preload_libraries = 'synclog', max_connections =
-# 100, fsync and synchronous_commit left at their defaults), and measures:
+# Starts a throwaway PostgreSQL 15 cluster of its own with tests/lib/cluster.sh
+# (mktemp -d directory, random free port, shared_preload_libraries = 'synclog', max_connections = 100,
+# max_worker_processes = 8, fsync and synchronous_commit left at their
+# defaults; clients connect over its Unix socket), and measures:
 #
 #   1. Baseline: pgbench, 8 connections (-c 8 -j 2), a single-row INSERT into
 #      an untracked table shaped like the tracked one: rows/s.
@@ -48,11 +49,13 @@
 #   BENCH_TRIALS, BENCH_SECONDS, BENCH_LAG_SECONDS   override those
 #   BENCH_CLIENTS (8), BENCH_THREADS (2)
 #   PG_CONFIG / PG_BINDIR   where PostgreSQL's binaries are
+#   TMPDIR (or CLUSTER_TMPDIR)   where the cluster's directory is made (/tmp)
 #
 # Under root the cluster belongs to the unprivileged user synclog_test and its
-# server commands run with runuser; otherwise it belongs to the current user.
-# An EXIT trap (also on failure, Ctrl-C and TERM) stops every process this
-# script started, stops the cluster and removes its directory.
+# server commands run with runuser; otherwise it belongs to the current user
+# (see tests/lib/cluster.sh).  The library's EXIT trap (also on failure,
+# Ctrl-C and TERM) first stops every process this script started that is still
+# running (kill_children), then stops the cluster and removes its directory.
 #
 # Only bash, psql, pgbench, a C compiler with libpq, and coreutils/awk.
 
@@ -73,7 +76,6 @@ THREADS=${BENCH_THREADS:-2}
 ROWS_PER_CLIENT=2000		# pre-loaded rows each connection updates
 GROUP=g1
 LAG_INTERVAL_MS=10
-RESERVED_PORTS=" 54999 55101 55201 "	# used by others on this machine
 
 if [[ -z ${PG_BINDIR:-} ]]; then
 	PG_BINDIR=$("${PG_CONFIG:-pg_config}" --bindir 2>/dev/null) || PG_BINDIR=
@@ -83,7 +85,12 @@ for tool in initdb pg_ctl postgres psql pgbench; do
 	[[ -x $PG_BINDIR/$tool ]] || { echo "bench: $PG_BINDIR/$tool not found (set PG_CONFIG or PG_BINDIR)" >&2; exit 1; }
 done
 
-if [[ $(id -u) -eq 0 ]]; then OWNER=synclog_test; else OWNER=$(id -un); fi
+# The cluster: tests/lib/cluster.sh (PG_BINDIR, chosen above, is kept).
+CLUSTER_TMPDIR=${CLUSTER_TMPDIR:-${TMPDIR:-/tmp}}
+# shellcheck disable=SC2034  # read by tests/lib/cluster.sh
+CLUSTER_PRELOAD=synclog
+# shellcheck source=tests/lib/cluster.sh
+source "$REPO/tests/lib/cluster.sh"
 
 # What is measured: the installed library (the cluster loads it at start).
 PKGLIBDIR=$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
@@ -97,38 +104,24 @@ if [[ -n $(git -C "$REPO" status --porcelain -- pg_ext 2>/dev/null) ]]; then GIT
 
 # --- cleanup -----------------------------------------------------------------
 
-WORK=""
 BG_PIDS=()
 
-cleanup() {
-	local rc=$? pid
-	set +e
-	trap - EXIT INT TERM
+# kill_children: stops the background processes this script started (run by
+# the library's EXIT trap, before it stops the cluster).
+kill_children() {
+	local pid
 	for pid in "${BG_PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
-	if [[ -n $WORK && -d $WORK ]]; then
-		if [[ -f $WORK/data/postmaster.pid ]]; then
-			as_owner "$PG_BINDIR/pg_ctl" -D "$WORK/data" -s -w -t 30 -m fast stop >/dev/null 2>&1 ||
-				as_owner "$PG_BINDIR/pg_ctl" -D "$WORK/data" -s -w -t 30 -m immediate stop >/dev/null 2>&1 || {
-				pid=$(head -n 1 "$WORK/data/postmaster.pid" 2>/dev/null)
-				[[ $pid =~ ^[0-9]+$ ]] && kill -KILL "$pid" 2>/dev/null
-				sleep 1
-			}
-		fi
-		rm -rf -- "$WORK"
-	fi
-	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cluster_cleanup_on_exit		# EXIT, and INT/TERM exiting 130/143 through it
+cluster_at_exit kill_children
 
 die() {
 	echo "bench: $*" >&2
-	if [[ -n $WORK && -f $WORK/log ]]; then
+	if [[ -n ${CLUSTER_LOG:-} && -f $CLUSTER_LOG ]]; then
 		echo "bench: end of the server log:" >&2
-		tail -n 30 "$WORK/log" >&2
+		tail -n 30 "$CLUSTER_LOG" >&2
 	fi
 	if [[ $(so_fingerprint) != "$SO_MD5" ]]; then
 		echo "bench: note: $SO_PATH changed during the run (someone ran make install?); the running cluster still has the old library loaded" >&2
@@ -136,18 +129,8 @@ die() {
 	exit 1
 }
 
-# as_owner CMD...: runs CMD as the cluster's owner, from / (the owner may not
-# be able to enter the caller's directory).
-as_owner() {
-	if [[ $(id -u) -eq 0 ]]; then
-		(cd / && runuser -u "$OWNER" -- "$@")
-	else
-		(cd / && "$@")
-	fi
-}
-
 psql_q() {
-	"$PG_BINDIR/psql" -X -v ON_ERROR_STOP=1 -q -At "$@"
+	cluster_psql -At "$@"
 }
 
 # --- the probe -----------------------------------------------------------------
@@ -160,64 +143,14 @@ cc -O2 -Wall -Wextra -Werror -o "$BUILD_DIR/seqlag" "$BENCH_DIR/seqlag.c" \
 
 # --- the cluster -----------------------------------------------------------------
 
-port_free() {
-	if command -v ss >/dev/null 2>&1; then
-		[[ -z $(ss -ltnH "sport = :$1" 2>/dev/null) ]]
-	else
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi
-	fi
-}
-
-pick_port() {
-	local port i
-	for ((i = 0; i < 200; i++)); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
-		[[ $RESERVED_PORTS == *" $port "* ]] && continue
-		port_free "$port" && { echo "$port"; return 0; }
-	done
-	return 1
-}
-
-# Our own few lines rather than tests/lib/cluster.sh: the ports others use on
-# this machine are avoided, and the benchmark does not change when the test
-# harness does.
+# start_cluster: a cluster of tests/lib/cluster.sh with the bench's settings
+# (appended after the library's own, so they win).
 start_cluster() {
-	local conf port attempt
-	if [[ $(id -u) -eq 0 ]] && ! id -u "$OWNER" >/dev/null 2>&1; then
-		useradd --system --no-create-home --shell /usr/sbin/nologin "$OWNER" ||
-			die "cannot create user $OWNER"
-	fi
-	WORK=$(mktemp -d "${TMPDIR:-/tmp}/synclog-bench.XXXXXX")
-	chmod 755 "$WORK"
-	[[ $(id -u) -ne 0 ]] || chown "$OWNER" "$WORK"
-	as_owner "$PG_BINDIR/initdb" -D "$WORK/data" -A trust -U synclog_test --no-sync -E UTF8 \
-		--locale=C >"$WORK/initdb.log" 2>&1 || { tail -n 20 "$WORK/initdb.log" >&2; die "initdb failed"; }
-	conf=$WORK/data/postgresql.conf
-	port=$(pick_port) || die "found no free port"
-	{
-		echo
-		echo "# added by bench/run.sh"
-		echo "shared_preload_libraries = 'synclog'"
-		echo "listen_addresses = '127.0.0.1'"
-		echo "port = $port"
-		echo "unix_socket_directories = '$WORK'"
-		echo "max_connections = 100"
-		echo "log_min_messages = warning"
-	} | as_owner tee -a "$conf" >/dev/null
-	for ((attempt = 1; ; attempt++)); do
-		as_owner "$PG_BINDIR/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w -t 60 -s start >/dev/null 2>&1 && break
-		if ((attempt < 5)) && grep -qE 'Address already in use|could not bind|could not create any TCP/IP sockets' "$WORK/log" 2>/dev/null; then
-			as_owner "$PG_BINDIR/pg_ctl" -D "$WORK/data" -s -m immediate stop >/dev/null 2>&1 || true
-			port=$(pick_port) || die "found no free port"
-			as_owner sed -i "s/^port = .*/port = $port/" "$conf"
-			continue
-		fi
-		tail -n 20 "$WORK/log" >&2
-		die "the server failed to start"
-	done
-	# Clients use the Unix socket in $WORK (less client overhead than TCP on
-	# a small machine; same for the baseline and for push).
-	export PGHOST=$WORK PGPORT=$port PGUSER=synclog_test PGDATABASE=postgres
+	cluster_start "# the bench's own settings (bench/run.sh)" \
+		"max_connections = 100" "max_worker_processes = 8" || die "the server failed to start"
+	# Clients use the Unix socket in the cluster's directory (less client
+	# overhead than TCP on a small machine; same for the baseline and for push).
+	export PGHOST=$CLUSTER_DIR
 	unset PGPASSWORD PGSERVICE PGOPTIONS || true
 }
 
@@ -241,7 +174,7 @@ proc_ticks() { # PID...: utime+stime+cutime+cstime of each, summed
 # cpu_snapshot: "total busy steal ours" ticks.
 cpu_snapshot() {
 	local pm kids
-	pm=$(head -n 1 "$WORK/data/postmaster.pid")
+	pm=$(head -n 1 "$PGDATA/postmaster.pid")
 	# shellcheck disable=SC2046  # a list of pids
 	kids=$(proc_ticks $(pgrep -P "$pm" 2>/dev/null))
 	awk -v ours=$(($(proc_ticks "$pm" $$) + kids)) '/^cpu / {
@@ -259,7 +192,7 @@ start_cluster
 # growth, and the order of the trials matters less.
 
 NROWS=$((CLIENTS * ROWS_PER_CLIENT))
-SCRIPTS=$WORK/scripts
+SCRIPTS=$CLUSTER_DIR/scripts
 mkdir -p "$SCRIPTS"
 
 # push_sql TOKEN B CLIENT R: the push of a batch of B ops, as SQL.  CLIENT and
@@ -352,7 +285,7 @@ echo "synclog bench ($([[ ${BENCH_QUICK:-0} == 1 ]] && echo quick || echo full):
 echo "machine:  nproc=$(nproc)  cpu=${CPU_MODEL:-unknown}  memory=${MEM_MB:-?} MB  load average=$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "extension: synclog.so md5 $SO_MD5 (installed $SO_TIME), repository at $GIT_REV"
 echo "server:   PostgreSQL $PG_VERSION  fsync=$S_FSYNC  synchronous_commit=$S_SYNC  shared_buffers=$S_SHBUF  max_connections=$S_MAXCONN  wal_level=$S_WAL  max_wal_size=$S_MAXWAL"
-echo "          cluster in $WORK, port $PGPORT (clients on the Unix socket); each trial in a fresh database with $NROWS rows in items"
+echo "          cluster in $CLUSTER_DIR, port $PGPORT (clients on the Unix socket); each trial in a fresh database with $NROWS rows in items"
 echo
 
 # --- throughput -------------------------------------------------------------------
@@ -364,7 +297,7 @@ echo "# figure trial tps rate(rows or ops/s) unsequenced_at_end" >"$TRIALS_FILE"
 run_pgbench() {
 	local name=$1 db=$2 script=$3 out tps
 	shift 3
-	out=$WORK/pgbench-$name.log
+	out=$CLUSTER_DIR/pgbench-$name.log
 	if ! "$PG_BINDIR/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -f "$script" "$@" "$db" >"$out" 2>&1; then
 		tail -n 20 "$out" >&2
 		die "pgbench ($name) failed"
@@ -434,22 +367,22 @@ echo
 echo "sequencer lag: background pgbench at $LAG_RATE pushes/s (half of the median batch-1 rate), probe pushing every ${LAG_INTERVAL_MS} ms for ${LAG_SECONDS}s"
 prepare_db bench_lag
 "$PG_BINDIR/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -f "$SCRIPTS/bench_lag/push1.sql" \
-	-R "$LAG_RATE" -T $((LAG_SECONDS + 4)) bench_lag >"$WORK/pgbench-lagload.log" 2>&1 &
+	-R "$LAG_RATE" -T $((LAG_SECONDS + 4)) bench_lag >"$CLUSTER_DIR/pgbench-lagload.log" 2>&1 &
 LOAD_PID=$!
 BG_PIDS+=("$LOAD_PID")
 sleep 2
 LAG_OUT=$("$BUILD_DIR/seqlag" "dbname=bench_lag" "$TOKEN" "$GROUP" "$LAG_SECONDS" "$LAG_INTERVAL_MS" \
 	"$BUILD_DIR/seqlag_samples.txt") || die "the seqlag probe failed"
 if ! wait "$LOAD_PID"; then
-	tail -n 20 "$WORK/pgbench-lagload.log" >&2
+	tail -n 20 "$CLUSTER_DIR/pgbench-lagload.log" >&2
 	die "background pgbench for the lag measurement failed"
 fi
 BG_PIDS=()
 LAG_LEFT=$(unsequenced bench_lag)
 CPU_END=$(cpu_snapshot)
 drop_db bench_lag
-LOAD_TPS=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$WORK/pgbench-lagload.log")
-LOAD_LAG=$(awk '/^rate limit schedule lag: avg/ {print $6; exit}' "$WORK/pgbench-lagload.log")
+LOAD_TPS=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$CLUSTER_DIR/pgbench-lagload.log")
+LOAD_LAG=$(awk '/^rate limit schedule lag: avg/ {print $6; exit}' "$CLUSTER_DIR/pgbench-lagload.log")
 declare -A LAG=()
 for kv in $LAG_OUT; do LAG[${kv%%=*}]=${kv#*=}; done
 echo "  background load achieved ${LOAD_TPS:-?} tps (schedule lag avg ${LOAD_LAG:-?} ms); $LAG_LEFT ops unstamped at the end"
