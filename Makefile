@@ -1,20 +1,26 @@
 # synclog: top-level build.  The extension is built by PGXS in pg_ext/ (its
-# own Makefile); gateway/ and client/ join here in later issues.  The two
+# own Makefile), the gateway by plain make in gateway/; client/ joins later.  The two
 # commands the README promises are `make demo` and `make check`; both install
 # what is missing first (`make deps`).
 
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 
-.PHONY: all deps ext install installcheck check demo bench clean
+.PHONY: all deps ext gateway install installcheck check demo bench clean
 
-all: ext
+all: ext gateway
 
 deps:
 	@scripts/deps.sh
 
 ext:
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)
+
+# The gateway (issue 4, in progress): for now the synclog.v1 frame codec and
+# protocol state machine; tests/suites/10-gateway-protocol.sh tests it under
+# ASan and UBSan.
+gateway:
+	$(MAKE) -C gateway
 
 # Installing into PostgreSQL's directories needs root; use sudo otherwise.
 install: all
@@ -42,4 +48,5 @@ bench: deps
 
 clean:
 	$(MAKE) -C pg_ext clean
+	$(MAKE) -C gateway clean
 	rm -rf build
