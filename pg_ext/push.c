@@ -6,8 +6,10 @@
  * {"acked": [id…], "rejected": [{"id", "code", "message"}…], "hlc": "…"}.
  *
  * A refused op is not an ERROR: it is a row in "rejected" and the rest of the
- * batch goes on.  Each op runs in its own subtransaction, so an op that
- * violates a constraint of the application's table rolls back alone.  Errors
+ * batch goes on.  The batch runs in one subtransaction; if an op raises an
+ * error (a constraint of the application's table, a bad value), the batch is
+ * rolled back and applied again with one subtransaction per op, so that op
+ * alone is refused (apply_batch).  Errors
  * that say the whole transaction is in trouble (deadlock, serialization
  * failure, cancel, out of memory, internal errors) are re-thrown: the batch
  * fails and the caller retries it, which is safe because ops are idempotent.
