@@ -17,8 +17,9 @@
  * entry is written last, after the lock, so its local_id orders ops on one
  * row in the order they were applied.
  *
- * Runs inside SPI_connect and inside push.c's per-op subtransaction: an ERROR
- * here (bad value, constraint) rolls back only this op.
+ * Runs inside SPI_connect and inside a subtransaction of push.c's (the
+ * batch's, or this op's own after an error): an ERROR here (bad value,
+ * constraint) ends with only this op refused.
  */
 #include "postgres.h"
 
