@@ -1,0 +1,402 @@
+/*
+ * tests/gateway/test_client.c: a small synchronous WebSocket client for the
+ * gateway's end-to-end suite (tests/suites/12-gateway-e2e.sh).
+ *
+ * Deliberately independent of libwebsockets: a hand-written RFC 6455 client
+ * over one blocking loopback TCP socket (handshake with
+ * Sec-WebSocket-Protocol: synclog.v1, masked frames out, unmasked frames in),
+ * so a bug shared by the gateway and lws's client side cannot hide.
+ *
+ *   test_client HOST PORT < script
+ *
+ * The script has one command per line; every wait is bounded:
+ *   send TEXT           one text frame
+ *   sendfrag N TEXT     TEXT as one message in N fragments
+ *   sendbig N           a ping frame padded to N bytes
+ *   sendbin TEXT        one binary frame
+ *   recv SECS           wait for one message: prints "RECV <text>", or
+ *                       "CLOSED <code>" / "TIMEOUT"
+ *   drain SECS          print every message until SECS pass without one
+ *   expectclose SECS    print messages until the server closes ("CLOSED
+ *                       <code>") or SECS pass ("TIMEOUT")
+ *   sleep MS
+ * Output lines go to stdout, flushed.  "CONNECTED" after the handshake.
+ * Exit status: 0 when the script ran, 2 when the connection or handshake
+ * failed (a line "ERROR ..." says why), 3 on a protocol violation by the
+ * server.  Once closed, later recv/drain/expectclose print "CLOSED -".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int fd = -1;
+static int closed;
+static unsigned char inbuf[1 << 16];
+static size_t in_len;
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads more bytes into inbuf before deadline; 1 ok, 0 timeout, -1 EOF/error. */
+static int
+fill(int64_t deadline)
+{
+	if (in_len == sizeof inbuf)
+		return 1;
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		if (left < 0)
+			return 0;
+		struct pollfd p = { fd, POLLIN, 0 };
+		int r = poll(&p, 1, (int) left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0)
+			return 0;
+		ssize_t n = read(fd, inbuf + in_len, sizeof inbuf - in_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		in_len += (size_t) n;
+		return 1;
+	}
+}
+
+static int
+need(size_t n, int64_t deadline)
+{
+	while (in_len < n) {
+		int r = fill(deadline);
+		if (r <= 0)
+			return r;
+	}
+	return 1;
+}
+
+static void
+consume(size_t n)
+{
+	memmove(inbuf, inbuf + n, in_len - n);
+	in_len -= n;
+}
+
+static int
+write_all(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t) n;
+	}
+	return 0;
+}
+
+/* Sends one masked frame. */
+static int
+send_frame(int opcode, int fin, const void *data, size_t len)
+{
+	unsigned char h[14];
+	size_t hl = 0;
+	unsigned char mask[4];
+	h[hl++] = (unsigned char) ((fin ? 0x80 : 0) | opcode);
+	if (len < 126) {
+		h[hl++] = (unsigned char) (0x80 | len);
+	} else if (len < 65536) {
+		h[hl++] = 0x80 | 126;
+		h[hl++] = (unsigned char) (len >> 8);
+		h[hl++] = (unsigned char) len;
+	} else {
+		h[hl++] = 0x80 | 127;
+		for (int i = 7; i >= 0; i--)
+			h[hl++] = (unsigned char) ((uint64_t) len >> (8 * i));
+	}
+	for (int i = 0; i < 4; i++)
+		mask[i] = (unsigned char) (rand() & 0xff);
+	memcpy(h + hl, mask, 4);
+	hl += 4;
+	unsigned char *m = malloc(len ? len : 1);
+	if (!m)
+		return -1;
+	const unsigned char *d = data;
+	for (size_t i = 0; i < len; i++)
+		m[i] = d[i] ^ mask[i & 3];
+	int r = (write_all(h, hl) == 0 && write_all(m, len) == 0) ? 0 : -1;
+	free(m);
+	return r;
+}
+
+/*
+ * Reads one whole message before deadline.  Returns 1 and a malloc'd *out
+ * (NUL-terminated) for text/binary; 0 timeout; -1 closed (prints CLOSED);
+ * -2 protocol violation.
+ */
+static int
+read_message(int64_t deadline, char **out, size_t *out_len)
+{
+	char *msg = NULL;
+	size_t mlen = 0;
+	int r;
+	for (;;) {
+		r = need(2, deadline);
+		if (r <= 0)
+			goto ended;
+		int fin = inbuf[0] & 0x80, op = inbuf[0] & 0x0f;
+		if (inbuf[1] & 0x80) {
+			free(msg);
+			return -2; /* server frames are never masked */
+		}
+		uint64_t plen = inbuf[1] & 0x7f;
+		size_t hl = 2;
+		if (plen == 126) {
+			if ((r = need(4, deadline)) <= 0)
+				goto ended;
+			plen = ((uint64_t) inbuf[2] << 8) | inbuf[3];
+			hl = 4;
+		} else if (plen == 127) {
+			if ((r = need(10, deadline)) <= 0)
+				goto ended;
+			plen = 0;
+			for (int i = 0; i < 8; i++)
+				plen = (plen << 8) | inbuf[2 + i];
+			hl = 10;
+		}
+		consume(hl);
+		char *payload = malloc(plen + 1);
+		if (!payload) {
+			free(msg);
+			return -2;
+		}
+		size_t got = 0;
+		while (got < plen) {
+			if (in_len == 0 && (r = fill(deadline + 5000)) <= 0) {
+				free(payload);
+				goto ended;
+			}
+			size_t k = in_len < plen - got ? in_len : (size_t) (plen - got);
+			memcpy(payload + got, inbuf, k);
+			consume(k);
+			got += k;
+		}
+		payload[plen] = '\0';
+		if (op == 0x8) {
+			int code = plen >= 2 ? ((unsigned char) payload[0] << 8 | (unsigned char) payload[1]) : 0;
+			printf("CLOSED %d\n", code);
+			send_frame(0x8, 1, payload, plen >= 2 ? 2 : 0);
+			free(payload);
+			free(msg);
+			closed = 1;
+			return -1;
+		}
+		if (op == 0x9) { /* ping */
+			send_frame(0xA, 1, payload, plen);
+			free(payload);
+			continue;
+		}
+		if (op == 0xA) {
+			free(payload);
+			continue;
+		}
+		char *n = realloc(msg, mlen + plen + 1);
+		if (!n) {
+			free(payload);
+			free(msg);
+			return -2;
+		}
+		msg = n;
+		memcpy(msg + mlen, payload, plen);
+		mlen += plen;
+		msg[mlen] = '\0';
+		free(payload);
+		if (fin) {
+			*out = msg;
+			*out_len = mlen;
+			return 1;
+		}
+	}
+ended:
+	free(msg);
+	if (r < 0) {
+		printf("CLOSED -1\n");
+		closed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+connect_ws(const char *host, const char *port)
+{
+	struct addrinfo hints, *ai;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		printf("ERROR cannot resolve %s\n", host);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		printf("ERROR cannot connect to %s:%s: %s\n", host, port, strerror(errno));
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	char req[512];
+	snprintf(req, sizeof req,
+	         "GET / HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	         "Sec-WebSocket-Protocol: synclog.v1\r\n\r\n",
+	         host, port);
+	if (write_all(req, strlen(req)) != 0) {
+		printf("ERROR cannot send the handshake\n");
+		return -1;
+	}
+	int64_t deadline = now_ms() + 5000;
+	for (;;) {
+		char *end = in_len ? memmem(inbuf, in_len, "\r\n\r\n", 4) : NULL;
+		if (end) {
+			size_t hl = (size_t) (end - (char *) inbuf) + 4;
+			char head[4096];
+			size_t n = hl < sizeof head ? hl : sizeof head - 1;
+			memcpy(head, inbuf, n);
+			head[n] = '\0';
+			consume(hl);
+			if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
+				printf("ERROR handshake refused: %.60s\n", head);
+				return -1;
+			}
+			/* RFC 6455 accept value for the key above */
+			if (!strstr(head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") ||
+			    !strcasestr(head, "Sec-WebSocket-Protocol: synclog.v1")) {
+				printf("ERROR bad handshake answer\n");
+				return -1;
+			}
+			return 0;
+		}
+		if (fill(deadline) <= 0) {
+			printf("ERROR no handshake answer\n");
+			return -1;
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: test_client HOST PORT < script\n");
+		return 2;
+	}
+	srand((unsigned) getpid());
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (connect_ws(argv[1], argv[2]) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return 2;
+	}
+	printf("CONNECTED\n");
+
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int status = 0;
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		char *arg = strchr(line, ' ');
+		if (arg)
+			*arg++ = '\0';
+		else
+			arg = line + n;
+		if (!strcmp(line, "send") || !strcmp(line, "sendbin")) {
+			if (!closed && send_frame(line[4] ? 0x2 : 0x1, 1, arg, strlen(arg)) != 0)
+				printf("SENDFAIL\n");
+		} else if (!strcmp(line, "sendfrag")) {
+			char *text;
+			long parts = strtol(arg, &text, 10);
+			if (*text == ' ')
+				text++;
+			size_t len = strlen(text), step = parts > 0 ? (len + (size_t) parts - 1) / (size_t) parts : len;
+			for (size_t off = 0; !closed && off < len; off += step) {
+				size_t k = len - off < step ? len - off : step;
+				send_frame(off == 0 ? 0x1 : 0x0, off + k >= len, text + off, k);
+			}
+		} else if (!strcmp(line, "sendbig")) {
+			size_t len = strtoul(arg, NULL, 10);
+			char *b = malloc(len + 64);
+			if (b) {
+				strcpy(b, "{\"type\":\"ping\",\"pad\":\"");
+				size_t p = strlen(b);
+				while (p < len - 2)
+					b[p++] = 'x';
+				b[p++] = '"';
+				b[p++] = '}';
+				if (!closed && send_frame(0x1, 1, b, p) != 0)
+					printf("SENDFAIL\n");
+				free(b);
+			}
+		} else if (!strcmp(line, "recv") || !strcmp(line, "drain") || !strcmp(line, "expectclose")) {
+			int64_t secs = strtol(arg, NULL, 10);
+			int64_t deadline = now_ms() + secs * 1000;
+			if (closed) {
+				printf("CLOSED -\n");
+				continue;
+			}
+			for (;;) {
+				char *msg;
+				size_t mlen;
+				int r = read_message(deadline, &msg, &mlen);
+				if (r == 1) {
+					printf("RECV %s\n", msg);
+					free(msg);
+					if (line[0] == 'r')
+						break;
+					if (line[0] == 'd')
+						deadline = now_ms() + secs * 1000;
+					continue;
+				}
+				if (r == 0)
+					printf("TIMEOUT\n");
+				if (r == -2) {
+					printf("ERROR protocol violation by the server\n");
+					status = 3;
+				}
+				break;
+			}
+		} else if (!strcmp(line, "sleep")) {
+			struct timespec ts = { 0, 0 };
+			long ms = strtol(arg, NULL, 10);
+			ts.tv_sec = ms / 1000;
+			ts.tv_nsec = (ms % 1000) * 1000000L;
+			nanosleep(&ts, NULL);
+		} else if (line[0] && line[0] != '#') {
+			printf("ERROR unknown command %s\n", line);
+			status = 3;
+		}
+	}
+	free(line);
+	if (!closed)
+		send_frame(0x8, 1, "\x03\xe8", 2);
+	close(fd);
+	return status;
+}
