@@ -1,13 +1,19 @@
 /*
  * tests/gateway/test_client.c: a small synchronous WebSocket client for the
- * gateway's end-to-end suite (tests/suites/12-gateway-e2e.sh).
+ * gateway's end-to-end suites (tests/suites/12-gateway-e2e.sh and
+ * 13-gateway-faults.sh).
  *
  * Deliberately independent of libwebsockets: a hand-written RFC 6455 client
  * over one blocking loopback TCP socket (handshake with
  * Sec-WebSocket-Protocol: synclog.v1, masked frames out, unmasked frames in),
  * so a bug shared by the gateway and lws's client side cannot hide.
  *
- *   test_client HOST PORT < script
+ *   test_client [--origin ORIGIN] [--rcvbuf BYTES] HOST PORT < script
+ *
+ * --origin adds an "Origin: ORIGIN" header to the handshake (none by
+ * default, as a non-browser client).  --rcvbuf sets SO_RCVBUF before
+ * connecting, so that a client that stops reading fills the kernel's buffers
+ * after a few kilobytes rather than megabytes.
  *
  * The script has one command per line; every wait is bounded:
  *   send TEXT           one text frame
@@ -19,11 +25,23 @@
  *   drain SECS          print every message until SECS pass without one
  *   expectclose SECS    print messages until the server closes ("CLOSED
  *                       <code>") or SECS pass ("TIMEOUT")
- *   sleep MS
+ *   read SECS           print every message for SECS seconds
+ *   readuntil FILE SECS print every message until FILE exists (checked
+ *                       every 50 ms) or SECS pass ("TIMEOUT")
+ *   await N SECS TEXT   print every message until N messages containing TEXT
+ *                       were read or SECS pass ("TIMEOUT")
+ *   stall SECS [FILE]   do not touch the socket for SECS seconds, or until
+ *                       FILE exists; with FILE prints "STALLING" first and
+ *                       then "RESUMED" (FILE appeared) or "TIMEOUT"
+ *   sleep MS            same as stall, in milliseconds, silently
+ * Every read answers the server's ping frames with a pong and prints "PING".
  * Output lines go to stdout, flushed.  "CONNECTED" after the handshake.
  * Exit status: 0 when the script ran, 2 when the connection or handshake
- * failed (a line "ERROR ..." says why), 3 on a protocol violation by the
- * server.  Once closed, later recv/drain/expectclose print "CLOSED -".
+ * failed (a line "ERROR ..." says why, for a refused handshake "ERROR
+ * handshake refused: " and the server's status line), 3 on a protocol
+ * violation by the server.  Once closed, later reading commands print
+ * "CLOSED -".  SIGPIPE is ignored: writing to a socket the server closed
+ * fails quietly and the next read reports the close.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,11 +49,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,6 +229,7 @@ read_message(int64_t deadline, char **out, size_t *out_len)
 			return -1;
 		}
 		if (op == 0x9) { /* ping */
+			printf("PING\n");
 			send_frame(0xA, 1, payload, plen);
 			free(payload);
 			continue;
@@ -245,7 +266,7 @@ ended:
 }
 
 static int
-connect_ws(const char *host, const char *port)
+connect_ws(const char *host, const char *port, const char *origin, int rcvbuf)
 {
 	struct addrinfo hints, *ai;
 	memset(&hints, 0, sizeof hints);
@@ -255,18 +276,27 @@ connect_ws(const char *host, const char *port)
 		return -1;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd >= 0 && rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
+		printf("ERROR cannot set SO_RCVBUF: %s\n", strerror(errno));
+		freeaddrinfo(ai);
+		return -1;
+	}
 	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		printf("ERROR cannot connect to %s:%s: %s\n", host, port, strerror(errno));
 		freeaddrinfo(ai);
 		return -1;
 	}
 	freeaddrinfo(ai);
-	char req[512];
-	snprintf(req, sizeof req,
-	         "GET / HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-	         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-	         "Sec-WebSocket-Protocol: synclog.v1\r\n\r\n",
-	         host, port);
+	char req[1024];
+	int rl = snprintf(req, sizeof req,
+	                  "GET / HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	                  "Sec-WebSocket-Protocol: synclog.v1\r\n%s%s%s\r\n",
+	                  host, port, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+	if (rl < 0 || (size_t) rl >= sizeof req) {
+		printf("ERROR handshake request too long\n");
+		return -1;
+	}
 	if (write_all(req, strlen(req)) != 0) {
 		printf("ERROR cannot send the handshake\n");
 		return -1;
@@ -282,7 +312,7 @@ connect_ws(const char *host, const char *port)
 			head[n] = '\0';
 			consume(hl);
 			if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
-				printf("ERROR handshake refused: %.60s\n", head);
+				printf("ERROR handshake refused: %.*s\n", (int) strcspn(head, "\r\n"), head);
 				return -1;
 			}
 			/* RFC 6455 accept value for the key above */
@@ -300,16 +330,131 @@ connect_ws(const char *host, const char *port)
 	}
 }
 
+/* True when PATH exists. */
+static int
+file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+/* Sleeps ms milliseconds (not touching the socket). */
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t) (ms / 1000);
+	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* True when a message may be read now: bytes already buffered, or the socket
+ * readable within ms milliseconds. */
+static int
+readable(int64_t ms)
+{
+	if (in_len > 0)
+		return 1;
+	struct pollfd p = { fd, POLLIN, 0 };
+	return poll(&p, 1, (int) (ms < 0 ? 0 : ms)) > 0;
+}
+
+/*
+ * The reading commands.  mode 'r' recv (one message), 'd' drain (until SECS
+ * without a message), 'e' expectclose, 't' read (for SECS), 'u' readuntil
+ * (until `file` exists), 'a' await (until `count` messages holding `text`).
+ * Prints what it reads; returns 3 on a protocol violation, else 0.
+ */
+static int
+read_cmd(int mode, int64_t secs, const char *file, long count, const char *text)
+{
+	int64_t deadline = now_ms() + secs * 1000;
+	long seen = 0;
+
+	if (closed) {
+		printf("CLOSED -\n");
+		return 0;
+	}
+	for (;;) {
+		char *msg;
+		size_t mlen;
+		int r;
+
+		if (mode == 'u') {
+			/* wait for the socket in steps of 50 ms, looking for the file */
+			if (file_exists(file))
+				return 0;
+			int64_t left = deadline - now_ms();
+			if (left <= 0) {
+				printf("TIMEOUT\n");
+				return 0;
+			}
+			if (!readable(left < 50 ? left : 50))
+				continue;
+		}
+		r = read_message(deadline, &msg, &mlen);
+		if (r == 1) {
+			printf("RECV %s\n", msg);
+			if (mode == 'a' && strstr(msg, text) && ++seen >= count) {
+				free(msg);
+				return 0;
+			}
+			free(msg);
+			if (mode == 'r')
+				return 0;
+			if (mode == 'd')
+				deadline = now_ms() + secs * 1000;
+			continue;
+		}
+		if (r == 0 && mode != 't')
+			printf("TIMEOUT\n");
+		if (r == -2) {
+			printf("ERROR protocol violation by the server\n");
+			return 3;
+		}
+		return 0;
+	}
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: test_client [--origin ORIGIN] [--rcvbuf BYTES] HOST PORT < script\n");
+}
+
 int
 main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: test_client HOST PORT < script\n");
+	const char *origin = NULL;
+	int rcvbuf = 0;
+	int ai = 1;
+
+	while (ai < argc && !strncmp(argv[ai], "--", 2)) {
+		if (ai + 1 >= argc) {
+			usage();
+			return 2;
+		}
+		if (!strcmp(argv[ai], "--origin"))
+			origin = argv[ai + 1];
+		else if (!strcmp(argv[ai], "--rcvbuf"))
+			rcvbuf = atoi(argv[ai + 1]);
+		else {
+			usage();
+			return 2;
+		}
+		ai += 2;
+	}
+	if (argc - ai != 2) {
+		usage();
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned) getpid());
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (connect_ws(argv[1], argv[2]) != 0) {
+	if (connect_ws(argv[ai], argv[ai + 1], origin, rcvbuf) != 0) {
 		if (fd >= 0)
 			close(fd);
 		return 2;
@@ -355,40 +500,49 @@ main(int argc, char **argv)
 					printf("SENDFAIL\n");
 				free(b);
 			}
-		} else if (!strcmp(line, "recv") || !strcmp(line, "drain") || !strcmp(line, "expectclose")) {
-			int64_t secs = strtol(arg, NULL, 10);
-			int64_t deadline = now_ms() + secs * 1000;
-			if (closed) {
-				printf("CLOSED -\n");
+		} else if (!strcmp(line, "recv") || !strcmp(line, "drain") || !strcmp(line, "expectclose") ||
+		           !strcmp(line, "read")) {
+			int mode = !strcmp(line, "read") ? 't' : line[0];
+			if (read_cmd(mode, strtol(arg, NULL, 10), NULL, 0, NULL))
+				status = 3;
+		} else if (!strcmp(line, "readuntil")) {
+			char *sp = strrchr(arg, ' ');
+			if (!sp) {
+				printf("ERROR readuntil needs FILE SECS\n");
+				status = 3;
 				continue;
 			}
-			for (;;) {
-				char *msg;
-				size_t mlen;
-				int r = read_message(deadline, &msg, &mlen);
-				if (r == 1) {
-					printf("RECV %s\n", msg);
-					free(msg);
-					if (line[0] == 'r')
-						break;
-					if (line[0] == 'd')
-						deadline = now_ms() + secs * 1000;
-					continue;
-				}
-				if (r == 0)
-					printf("TIMEOUT\n");
-				if (r == -2) {
-					printf("ERROR protocol violation by the server\n");
-					status = 3;
-				}
-				break;
+			*sp = '\0';
+			if (read_cmd('u', strtol(sp + 1, NULL, 10), arg, 0, NULL))
+				status = 3;
+		} else if (!strcmp(line, "await")) {
+			char *rest;
+			long count = strtol(arg, &rest, 10);
+			int64_t secs = strtol(rest, &rest, 10);
+			if (*rest == ' ')
+				rest++;
+			if (count < 1 || !*rest) {
+				printf("ERROR await needs N SECS TEXT\n");
+				status = 3;
+				continue;
 			}
+			if (read_cmd('a', secs, NULL, count, rest))
+				status = 3;
+		} else if (!strcmp(line, "stall")) {
+			char *file;
+			int64_t deadline = now_ms() + strtol(arg, &file, 10) * 1000;
+			if (*file == ' ')
+				file++;
+			if (!*file) {
+				sleep_ms(deadline - now_ms());
+				continue;
+			}
+			printf("STALLING\n");
+			while (!file_exists(file) && now_ms() < deadline)
+				sleep_ms(20);
+			printf(file_exists(file) ? "RESUMED\n" : "TIMEOUT\n");
 		} else if (!strcmp(line, "sleep")) {
-			struct timespec ts = { 0, 0 };
-			long ms = strtol(arg, NULL, 10);
-			ts.tv_sec = ms / 1000;
-			ts.tv_nsec = (ms % 1000) * 1000000L;
-			nanosleep(&ts, NULL);
+			sleep_ms(strtol(arg, NULL, 10));
 		} else if (line[0] && line[0] != '#') {
 			printf("ERROR unknown command %s\n", line);
 			status = 3;
