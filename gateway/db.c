@@ -212,10 +212,28 @@ drop_connection(sl_db *db, const char *what, int64_t now_ms)
  * then asks for an immediate sl_db_on_ready(), where PQconnectPoll() reports
  * the failure.  Cannot fail.
  */
+/* libpq's notices and asynchronous errors (a FATAL "terminating
+ * connection" arriving between queries): to on_log, not libpq's stderr. */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	sl_db *db = arg;
+	size_t n = strcspn(message, "\n");
+	db_log(db, "db: server says: %.*s", (int) n, message);
+}
+
 static void
 start_connect(sl_db *db)
 {
-	db->conn = PQconnectStart(db->conninfo);
+	/* dbname with expand_dbname: the whole conninfo (key=value or URI) is
+	 * used as given; fallback_application_name names the gateway in
+	 * pg_stat_activity unless the conninfo sets application_name. */
+	static const char *const keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *values[] = { db->conninfo, "synclog-gateway", NULL };
+
+	db->conn = PQconnectStartParams(keys, values, 1);
+	if (db->conn)
+		PQsetNoticeProcessor(db->conn, notice_to_log, db);
 	db->state = SL_DB_CONNECTING;
 	db->poll_want = PGRES_POLLING_WRITING;
 	db->deadline_ms = -1;
@@ -236,14 +254,17 @@ do_flush(sl_db *db)
 
 /*
  * Connection established: non-blocking mode, send the LISTENs (state
- * LISTENING).  False when that fails (the caller drops the connection).
+ * LISTENING).  An sl_db without on_notify listens to nothing: it sends
+ * "SELECT 1" instead, the same round trip proving the session usable.  False
+ * when that fails (the caller drops the connection).
  */
 static bool
 start_listen(sl_db *db)
 {
 	if (PQsetnonblocking(db->conn, 1) != 0)
 		return false;
-	if (!PQsendQuery(db->conn, "LISTEN synclog; LISTEN synclog_revoke"))
+	if (!PQsendQuery(db->conn, db->cb.on_notify ? "LISTEN synclog; LISTEN synclog_revoke"
+	                                            : "SELECT 1"))
 		return false;
 	db->state = SL_DB_LISTENING;
 	db->in_flight = true;
@@ -283,7 +304,8 @@ pump(sl_db *db)
 					PQclear(r);
 					return false;
 				}
-				if (db->state == SL_DB_LISTENING && st != PGRES_COMMAND_OK) {
+				if (db->state == SL_DB_LISTENING && st != PGRES_COMMAND_OK &&
+				    st != PGRES_TUPLES_OK) {
 					PQclear(r);
 					return false;
 				}
@@ -302,8 +324,9 @@ pump(sl_db *db)
 				PQclear(res);
 				db->state = SL_DB_READY;
 				db->failures = 0;
-				db_log(db, "db: connected to %s port %s (backend pid %d), listening",
-					   PQhost(db->conn), PQport(db->conn), PQbackendPID(db->conn));
+				db_log(db, "db: connected to %s port %s (backend pid %d)%s",
+					   PQhost(db->conn), PQport(db->conn), PQbackendPID(db->conn),
+					   db->cb.on_notify ? ", listening" : "");
 				if (db->cb.on_connected)
 					db->cb.on_connected(db->user);
 				continue;

@@ -5,7 +5,8 @@
  * An sl_db owns one libpq connection and a bounded FIFO of queries.  It connects
  * without blocking (PQconnectStart/PQconnectPoll, so a multi-host conninfo is
  * tried host after host by libpq), sends `LISTEN synclog` and
- * `LISTEN synclog_revoke` before anything else, then sends the queued queries
+ * `LISTEN synclog_revoke` before anything else (only when the owner gave an
+ * on_notify callback; otherwise a `SELECT 1`), then sends the queued queries
  * one at a time (PQsendQueryParams, text parameters) and hands each its result,
  * in queue order.  Notifications on those channels go to on_notify.  When the
  * connection breaks, every queued or in-flight query fails with
@@ -69,7 +70,10 @@ typedef void (*sl_db_result_fn)(void *arg, PGresult *res, const char *error);
  *   on_connected: connected (LISTENs done), at the first connection and after
  *     each reconnection; queued queries are sent after it returns.
  *   on_notify: a notification on `synclog` or `synclog_revoke`; payload may be
- *     empty, never NULL.
+ *     empty, never NULL.  When NULL, the connection LISTENs to nothing.
+ *   Connections report libpq's notices (and a FATAL that arrives between
+ *   queries) through on_log, and name themselves synclog-gateway in
+ *   pg_stat_activity unless the conninfo sets application_name.
  *   on_log: one line (no newline, no password) per connection event, for the
  *     operator's log.
  * The same rules as for sl_db_result_fn: sl_db_query() yes, sl_db_free() no.

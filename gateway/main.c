@@ -3,8 +3,9 @@
  * and the glue that services the gateway's one database connection (db.h)
  * inside the lws event loop.
  *
- *   synclog-gateway --listen HOST:PORT --db CONNINFO [--static DIR]
- *   (SYNCLOG_LISTEN and SYNCLOG_DB are the fallbacks for the first two)
+ *   synclog-gateway --listen HOST:PORT --db CONNINFO [--static DIR] [options]
+ *   (SYNCLOG_LISTEN and SYNCLOG_DB are the fallbacks for the first two;
+ *   usage() lists the options)
  *
  * At start it listens (exit 1 with a message when it cannot), connects to the
  * database and waits up to SL_DB_START_TIMEOUT_MS for it (exit 1 with a
@@ -12,8 +13,11 @@
  * which it closes everything and exits 0.  A database lost later is
  * reconnected by db.c; meanwhile pushes get server_unavailable.
  *
- * Database socket in the lws loop: lws owns the poll() loop, so the sl_db's
- * socket is handed to lws as an adopted raw file descriptor (protocol
+ * Handshakes: the plain HTTP protocol's CONFIRM_UPGRADE refuses an upgrade
+ * past --max-connections (503) and one whose Origin is not allowed (403).
+ *
+ * Database sockets in the lws loop (one sl_dbconn per connection, gateway.h):
+ * lws owns the poll() loop, so each sl_db's socket is handed to lws as an adopted raw file descriptor (protocol
  * "synclog-db", LWS_ADOPT_RAW_FILE_DESC).  lws closes the descriptors it
  * adopts, while libpq must stay the only owner of its socket, so lws gets a
  * dup() of it: same socket, same readiness, and lws closes only its copy.
@@ -44,13 +48,6 @@
 #define SL_DB_TICK_MS 100
 
 sl_gateway sl_gw;
-
-/* The database side of the loop; one of these per gateway. */
-static struct {
-	struct lws *wsi;  /* the adopted copy of the sl_db socket, or NULL */
-	ino_t ino;        /* identity of the socket adopted */
-	lws_sorted_usec_list_t tick;
-} dbl;
 
 static volatile sig_atomic_t interrupted;
 
@@ -113,13 +110,15 @@ sl_gw_hlc_observe(const char *hlc)
 		sl_gw.hlc_last = h;
 }
 
-/* Kills the current adoption, if any; its close callback is then ignored. */
+/* Kills the connection's current adoption, if any; its close callback is
+ * then ignored. */
 static void
-db_unadopt(void)
+db_unadopt(sl_dbconn *d)
 {
-	if (dbl.wsi) {
-		struct lws *w = dbl.wsi;
-		dbl.wsi = NULL;
+	if (d->wsi) {
+		struct lws *w = d->wsi;
+		d->wsi = NULL;
+		lws_set_opaque_user_data(w, NULL);
 		lws_set_timeout(w, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
 	}
 }
@@ -127,69 +126,71 @@ db_unadopt(void)
 static void db_tick(lws_sorted_usec_list_t *sul);
 
 /*
- * Brings the lws side up to date with the sl_db: the right socket adopted,
+ * Brings the lws side up to date with one sl_db: the right socket adopted,
  * POLLOUT asked for when wanted, the timer set.  Cannot fail: a socket that
  * cannot be adopted is left to the timer (SL_DB_TICK_MS polling).
  */
 static void
-db_sync(void)
+db_sync(sl_dbconn *d)
 {
 	int fd;
 	struct stat st;
 
-	if (!sl_gw.db)
+	if (!d->db)
 		return;
-	fd = sl_db_fd(sl_gw.db);
+	fd = sl_db_fd(d->db);
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		db_unadopt();
-	} else if (!dbl.wsi || st.st_ino != dbl.ino) {
-		db_unadopt();
+		db_unadopt(d);
+	} else if (!d->wsi || st.st_ino != d->ino) {
+		db_unadopt(d);
 		int copy = dup(fd);
 		if (copy >= 0) {
 			lws_sock_file_fd_type u;
 			u.filefd = copy;
 			/* On failure lws closes `copy` itself. */
-			dbl.wsi = lws_adopt_descriptor_vhost(sl_gw.vh, LWS_ADOPT_RAW_FILE_DESC,
-			                                     u, "synclog-db", NULL);
-			dbl.ino = st.st_ino;
+			d->wsi = lws_adopt_descriptor_vhost(sl_gw.vh, LWS_ADOPT_RAW_FILE_DESC, u,
+			                                    "synclog-db", NULL);
+			if (d->wsi)
+				lws_set_opaque_user_data(d->wsi, d);
+			d->ino = st.st_ino;
 		}
 	}
-	if (dbl.wsi && (sl_db_events(sl_gw.db) & POLLOUT))
-		lws_callback_on_writable(dbl.wsi);
+	if (d->wsi && (sl_db_events(d->db) & POLLOUT))
+		lws_callback_on_writable(d->wsi);
 
-	int64_t t = sl_db_next_timeout_ms(sl_gw.db, sl_gw_now_ms());
+	int64_t t = sl_db_next_timeout_ms(d->db, sl_gw_now_ms());
 	if (t < 0 || t > SL_DB_TICK_MS)
 		t = SL_DB_TICK_MS;
-	lws_sul_schedule(sl_gw.ctx, 0, &dbl.tick, db_tick, t * LWS_US_PER_MS);
+	lws_sul_schedule(sl_gw.ctx, 0, &d->tick, db_tick, t * LWS_US_PER_MS);
 }
 
 static void
-db_ready(short revents)
+db_ready(sl_dbconn *d, short revents)
 {
-	sl_db_on_ready(sl_gw.db, revents, sl_gw_now_ms());
-	db_sync();
+	sl_db_on_ready(d->db, revents, sl_gw_now_ms());
+	db_sync(d);
 }
 
 static void
 db_tick(lws_sorted_usec_list_t *sul)
 {
-	(void) sul;
-	db_ready(0);
+	db_ready(lws_container_of(sul, sl_dbconn, tick), 0);
 }
 
 int
-sl_gw_query(const char *sql, int nparams, const char *const *params,
+sl_gw_query(int dbi, const char *sql, int nparams, const char *const *params,
             sl_db_result_fn fn, void *arg)
 {
-	if (!sl_gw.db)
+	if (dbi < 0 || dbi >= sl_gw.n_dbs || !sl_gw.dbs[dbi].db)
 		return -1;
-	int rc = sl_db_query(sl_gw.db, sql, nparams, params, fn, arg);
+	sl_dbconn *d = &sl_gw.dbs[dbi];
+	int rc = sl_db_query(d->db, sql, nparams, params, fn, arg);
 	if (rc == 0)
-		db_sync();
+		db_sync(d);
 	return rc;
 }
 
-/* The raw-file protocol the database socket's copy is adopted into. */
+/* The raw-file protocol the database sockets' copies are adopted into. */
 static int
 db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             void *in, size_t len)
@@ -197,27 +198,28 @@ db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	(void) user;
 	(void) in;
 	(void) len;
+	sl_dbconn *d = lws_get_opaque_user_data(wsi);
 	switch (reason) {
 	case LWS_CALLBACK_RAW_RX_FILE:
-		if (wsi != dbl.wsi)
+		if (!d || wsi != d->wsi)
 			return -1; /* a stale adoption: let lws close its copy */
-		db_ready(POLLIN);
+		db_ready(d, POLLIN);
 		break;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		if (wsi != dbl.wsi)
+		if (!d || wsi != d->wsi)
 			return -1;
-		db_ready(POLLOUT);
+		db_ready(d, POLLOUT);
 		break;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		if (wsi == dbl.wsi) {
+		if (d && wsi == d->wsi) {
 			/* hangup or error on the socket: let libpq see it */
-			dbl.wsi = NULL;
-			if (sl_gw.db)
-				sl_db_on_ready(sl_gw.db, POLLIN, sl_gw_now_ms());
+			d->wsi = NULL;
+			if (d->db)
+				sl_db_on_ready(d->db, POLLIN, sl_gw_now_ms());
 			/* no db_sync() here: we are inside lws's close path; the tick
 			 * re-adopts */
 			if (sl_gw.ctx)
-				lws_sul_schedule(sl_gw.ctx, 0, &dbl.tick, db_tick, 1);
+				lws_sul_schedule(sl_gw.ctx, 0, &d->tick, db_tick, 1);
 		}
 		break;
 	default:
@@ -231,21 +233,64 @@ db_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
  * the synclog.v1 subprotocol would land here: refuse it rather than leave the
  * client talking to nothing.
  */
+static bool
+origin_allowed(struct lws *wsi)
+{
+	char origin[256];
+
+	if (!sl_gw.cfg.origins)
+		return true;
+	int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+	if (n <= 0)
+		return lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) == 0; /* none: not a browser */
+	for (char **o = sl_gw.cfg.origins; *o; o++)
+		if (!strcmp(*o, origin))
+			return true;
+	return false;
+}
+
+/* Refuses the handshake with an HTTP status and a one-line body. */
+static int
+refuse(struct lws *wsi, unsigned status, const char *why)
+{
+	char peer[48];
+
+	lws_get_peer_simple(wsi, peer, sizeof peer);
+	sl_gw_log("peer=%s: handshake refused (%u): %s", peer, status, why);
+	lws_return_http_status(wsi, status, why);
+	return -1;
+}
+
 static int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
               void *in, size_t len)
 {
-	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION || reason == LWS_CALLBACK_ESTABLISHED)
+	switch (reason) {
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+		if (!in || strcmp((const char *) in, "websocket"))
+			break;
+		if (sl_gw.n_sessions >= sl_gw.cfg.max_connections)
+			return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+			              "too many connections (--max-connections)");
+		if (!origin_allowed(wsi))
+			return refuse(wsi, HTTP_STATUS_FORBIDDEN, "Origin not allowed (--allow-origin)");
+		break;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_ESTABLISHED:
+		/* a WebSocket without the synclog.v1 subprotocol */
 		return -1;
+	default:
+		break;
+	}
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
 static void
 on_db_connected(void *user)
 {
-	(void) user;
-	sl_gw_log("database connected");
-	sl_sessions_on_db_connected();
+	sl_dbconn *d = user;
+	sl_gw_log("database connected (connection %d)", d->index);
+	sl_sessions_on_db_connected(d->index);
 }
 
 static void
@@ -258,8 +303,8 @@ on_db_notify(void *user, const char *channel, const char *payload)
 static void
 on_db_log(void *user, const char *line)
 {
-	(void) user;
-	sl_gw_log("%s", line);
+	sl_dbconn *d = user;
+	sl_gw_log("[%d] %s", d->index, line);
 }
 
 static void
@@ -272,8 +317,68 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: synclog-gateway --listen HOST:PORT --db CONNINFO [--static DIR]\n"
-	           "  (environment SYNCLOG_LISTEN and SYNCLOG_DB are used when the options are absent)\n");
+	fprintf(f,
+	        "usage: synclog-gateway --listen HOST:PORT --db CONNINFO [--static DIR] [options]\n"
+	        "  --listen HOST:PORT      address to serve WebSocket (and --static HTTP) on;\n"
+	        "                          [::1]:PORT for IPv6 (environment SYNCLOG_LISTEN)\n"
+	        "  --db CONNINFO           libpq connection string or URI; multi-host with\n"
+	        "                          target_session_attrs=read-write works (SYNCLOG_DB)\n"
+	        "  --static DIR            serve DIR's files over plain HTTP on the same port\n"
+	        "  --db-connections N      database connections, 1-64 (default 4): one reads the\n"
+	        "                          change stream, the others carry the clients' queries\n"
+	        "  --max-connections N     WebSocket connections at most (default 10000); more\n"
+	        "                          handshakes are refused with HTTP 503\n"
+	        "  --allow-origin LIST     comma-separated Origins a browser may connect from;\n"
+	        "                          others are refused with HTTP 403 (default: any;\n"
+	        "                          handshakes without Origin are always accepted)\n"
+	        "  --hello-timeout SECS    close a connection without hello after SECS (default 10)\n"
+	        "  --idle-timeout SECS     ping a connection silent for SECS/2, drop it when silent\n"
+	        "                          for SECS (default 60; 0: never)\n"
+	        "  --send-queue-bytes N    bytes queued for one client at most (default 1048576);\n"
+	        "                          a client past it is caught up from the database later\n"
+	        "  --max-frame-bytes N     largest incoming message (default 1048576)\n"
+	        "  --max-push-ops N        most ops in one push (default 1000)\n");
+}
+
+/* A whole decimal number in [min, max], or -1 with a message. */
+static long long
+num_arg(const char *opt, const char *v, long long min, long long max)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < min || n > max) {
+		fprintf(stderr, "synclog-gateway: %s %s: expected a whole number from %lld to %lld\n",
+		        opt, v, min, max);
+		return -1;
+	}
+	return n;
+}
+
+/* --allow-origin's list, NULL-terminated; NULL (with a message) when empty. */
+static char **
+split_origins(const char *list)
+{
+	size_t n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	char **v = calloc(n + 1, sizeof *v);
+	char *copy = strdup(list);
+	size_t k = 0;
+	if (!v || !copy) {
+		free(v);
+		free(copy);
+		return NULL;
+	}
+	for (char *tok = strtok(copy, ", "); tok; tok = strtok(NULL, ", "))
+		v[k++] = strdup(tok);
+	free(copy);
+	if (k == 0) {
+		free(v);
+		fprintf(stderr, "synclog-gateway: --allow-origin: expected a comma-separated list of origins such as https://app.example.com\n");
+		return NULL;
+	}
+	return v;
 }
 
 /* lws's own log lines: errors and warnings only, through our prefix. */
@@ -294,6 +399,14 @@ main(int argc, char **argv)
 	const char *db_arg = getenv("SYNCLOG_DB");
 	const char *static_dir = NULL;
 	int status = 1;
+	long long v;
+
+	sl_gw.cfg.limits = sl_limits_default();
+	sl_gw.cfg.db_connections = 4;
+	sl_gw.cfg.max_connections = 10000;
+	sl_gw.cfg.hello_timeout_s = 10;
+	sl_gw.cfg.idle_timeout_s = 60;
+	sl_gw.cfg.send_queue_bytes = 1024 * 1024;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -311,7 +424,45 @@ main(int argc, char **argv)
 			db_arg = argv[++i];
 		else if (!strcmp(argv[i], "--static"))
 			static_dir = argv[++i];
-		else {
+		else if (!strcmp(argv[i], "--db-connections")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 1, 64)) < 0)
+				return 2;
+			sl_gw.cfg.db_connections = (int) v;
+			i++;
+		} else if (!strcmp(argv[i], "--max-connections")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 1, 1000000)) < 0)
+				return 2;
+			sl_gw.cfg.max_connections = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--hello-timeout")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 1, 3600)) < 0)
+				return 2;
+			sl_gw.cfg.hello_timeout_s = (int) v;
+			i++;
+		} else if (!strcmp(argv[i], "--idle-timeout")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 0, 86400)) < 0)
+				return 2;
+			sl_gw.cfg.idle_timeout_s = (int) v;
+			i++;
+		} else if (!strcmp(argv[i], "--send-queue-bytes")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 4096, 1LL << 32)) < 0)
+				return 2;
+			sl_gw.cfg.send_queue_bytes = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--max-frame-bytes")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 1024, 64LL << 20)) < 0)
+				return 2;
+			sl_gw.cfg.limits.max_frame_bytes = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--max-push-ops")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 1, 100000)) < 0)
+				return 2;
+			sl_gw.cfg.limits.max_push_ops = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--allow-origin")) {
+			if (!(sl_gw.cfg.origins = split_origins(argv[++i])))
+				return 2;
+		} else {
 			fprintf(stderr, "synclog-gateway: unknown option %s\n", argv[i]);
 			usage(stderr);
 			return 2;
@@ -348,12 +499,14 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_line);
 
-	sl_gw.limits = sl_limits_default();
 	sl_gw.next_session_id = 1;
 
 	static struct lws_protocols protocols[] = {
 		{ "http", http_callback, 0, 0, 0, NULL, 0 },
-		{ "synclog.v1", sl_session_callback, 0, 65536, 0, NULL, 0 },
+		/* rx_buffer_size: lws's per-connection receive buffer; messages of
+		 * any size are reassembled by session.c, so it is kept small (it is
+		 * most of an idle connection's memory). */
+		{ "synclog.v1", sl_session_callback, 0, 2048, 0, NULL, 0 },
 		{ "synclog-db", db_callback, 0, 0, 0, NULL, 0 },
 		{ NULL, NULL, 0, 0, 0, NULL, 0 },
 	};
@@ -391,28 +544,47 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	sl_db_callbacks cb = { on_db_connected, on_db_notify, on_db_log };
-	sl_gw.db = sl_db_new(db_arg, &cb, NULL);
-	if (!sl_gw.db) {
-		fprintf(stderr, "synclog-gateway: --db: the connection string does not parse\n");
+	sl_gw.dbs = calloc((size_t) sl_gw.cfg.db_connections, sizeof *sl_gw.dbs);
+	if (!sl_gw.dbs) {
+		fprintf(stderr, "synclog-gateway: out of memory\n");
 		goto out;
 	}
-	sl_gw_log("listening on %s, connecting to the database", listen_arg);
-	db_sync();
+	sl_gw.n_dbs = sl_gw.cfg.db_connections;
+	for (int i = 0; i < sl_gw.n_dbs; i++) {
+		/* Only the first LISTENs (db.h: no on_notify, no LISTEN). */
+		sl_db_callbacks cb = { on_db_connected, i == 0 ? on_db_notify : NULL, on_db_log };
+		sl_gw.dbs[i].index = i;
+		sl_gw.dbs[i].db = sl_db_new(db_arg, &cb, &sl_gw.dbs[i]);
+		if (!sl_gw.dbs[i].db) {
+			fprintf(stderr, "synclog-gateway: --db: the connection string does not parse\n");
+			goto out;
+		}
+	}
+	sl_gw_log("listening on %s, connecting to the database (%d connections)", listen_arg,
+	          sl_gw.n_dbs);
+	for (int i = 0; i < sl_gw.n_dbs; i++)
+		db_sync(&sl_gw.dbs[i]);
 
 	int64_t deadline = sl_gw_now_ms() + SL_DB_START_TIMEOUT_MS;
-	while (!interrupted && !sl_db_connected(sl_gw.db) && sl_gw_now_ms() < deadline)
+	bool all = false;
+	while (!interrupted && !all && sl_gw_now_ms() < deadline) {
 		if (lws_service(sl_gw.ctx, 0) < 0)
 			break;
-	if (!interrupted && !sl_db_connected(sl_gw.db)) {
+		all = true;
+		for (int i = 0; i < sl_gw.n_dbs; i++)
+			all = all && sl_db_connected(sl_gw.dbs[i].db);
+	}
+	if (!interrupted && !all) {
 		fprintf(stderr, "synclog-gateway: cannot reach the database within %d s (see the db: lines above); giving up\n",
 		        SL_DB_START_TIMEOUT_MS / 1000);
 		goto out;
 	}
 
+	sl_sessions_start();
 	while (!interrupted)
 		if (lws_service(sl_gw.ctx, 0) < 0)
 			break;
+	sl_sessions_stop();
 	sl_gw_log("%s: shutting down", interrupted ? "signal" : "service loop ended");
 	status = interrupted ? 0 : 1;
 
@@ -420,13 +592,23 @@ out:
 	/* Sessions first (their close callbacks may reach for the db), then the
 	 * db (failing what is still queued: the callbacks find no session). */
 	if (sl_gw.ctx) {
-		lws_sul_schedule(sl_gw.ctx, 0, &dbl.tick, NULL, LWS_SET_TIMER_USEC_CANCEL);
+		for (int i = 0; i < sl_gw.n_dbs; i++) {
+			lws_sul_schedule(sl_gw.ctx, 0, &sl_gw.dbs[i].tick, NULL, LWS_SET_TIMER_USEC_CANCEL);
+			sl_gw.dbs[i].wsi = NULL;
+		}
 		struct lws_context *ctx = sl_gw.ctx;
-		dbl.wsi = NULL;
 		lws_context_destroy(ctx);
 		sl_gw.ctx = NULL;
 	}
-	sl_db_free(sl_gw.db);
-	sl_gw.db = NULL;
+	for (int i = 0; i < sl_gw.n_dbs; i++)
+		sl_db_free(sl_gw.dbs[i].db);
+	free(sl_gw.dbs);
+	sl_gw.dbs = NULL;
+	sl_gw.n_dbs = 0;
+	if (sl_gw.cfg.origins) {
+		for (char **o = sl_gw.cfg.origins; *o; o++)
+			free(*o);
+		free(sl_gw.cfg.origins);
+	}
 	return status;
 }

@@ -1,25 +1,45 @@
 /*
  * gateway/session.c: the lws protocol "synclog.v1": one WebSocket connection
  * per session, driven by protocol.h's state machine, answered through the
- * gateway's one database connection (db.h, via sl_gw_query).
+ * gateway's database connections (gateway.h, sl_gw_query), and the fan-out of
+ * live changes to every session.
  *
  * Callbacks, all on the lws service thread:
- *   ESTABLISHED (the session's PROTOCOL_INIT): the sl_sess is set up, given
- *     an id and put on sl_gw.sessions; CLOSED (its PROTOCOL_DESTROY): freed.
+ *   ESTABLISHED: the sl_sess is set up, given an id, put on sl_gw.sessions
+ *     and in the id table; CLOSED: taken off and freed.
  *   RECEIVE: fragments are reassembled up to limits.max_frame_bytes (past it
  *     the rest of the message is discarded and the frame answered too_large),
  *     then the frame is parsed and the state machine says what to do; RECEIVE
  *     only queues (a frame to send or a query) and asks for writable.
- *   SERVER_WRITEABLE: writes exactly one queued frame, asks again while more
- *     are queued, and closes once the queue is empty if the session is closing.
+ *   SERVER_WRITEABLE: writes one WebSocket ping when one is due, else exactly
+ *     one queued frame; asks again while more are queued, and closes once the
+ *     queue is empty if the session is closing.
  *
  * Database results find their session by id (struct sl_pending holds the id,
  * never a pointer), so a result for a session that closed meanwhile is
- * dropped.  The send queue is bounded by SL_SEND_QUEUE_MAX_BYTES: a session
- * that would pass it gets one error frame (rate_limited) and is closed; it can
- * reconnect and resume from its cursor.
+ * dropped.
  *
- * Fan-out (live changes): see the block comment above fanout_run().
+ * Send queue and slow clients.  Frames are reference-counted buffers (sl_buf):
+ * a changes frame built once is queued on every session it suits.  A session's
+ * queue is bounded by cfg.send_queue_bytes (counting each frame it holds at
+ * its full size, shared or not):
+ *   - a changes frame that would take the queue past the bound is not queued:
+ *     the session falls "behind" (it leaves the fan-out, its cursor stays at
+ *     the last change queued) and, once its queue has drained to half the
+ *     bound, it is caught up from the database by cursor, 1000 changes a
+ *     query, and rejoins the fan-out;
+ *   - other frames (ack, pong, error) are always queued, but past the bound
+ *     the gateway stops reading from the session (lws rx flow control) until
+ *     the queue drains, so a client that pushes without reading cannot grow
+ *     it further.
+ * The exception is a snapshot, queued whole (its rows come in one answer of
+ * synclog.snapshot); see the README's limits.
+ *
+ * Timers: every second a sweep closes sessions that sent no hello within
+ * cfg.hello_timeout_s, sends a WebSocket ping to sessions silent for half of
+ * cfg.idle_timeout_s and drops those silent (no frame, no pong) for all of it,
+ * and drops sessions stuck closing (their last frame unwritten) for
+ * SL_CLOSE_GRACE_MS.
  *
  * jansson references are marked "new" (ours to json_decref) or "borrowed".
  */
@@ -29,27 +49,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One queued outgoing frame, LWS_PRE bytes of headroom before the text. */
+/* Changes read per query, for a backlog and for one fan-out round. */
+#define SL_CHANGES_PER_QUERY 1000
+/* How long a closing session may take to write its last frame. */
+#define SL_CLOSE_GRACE_MS 5000
+/* Buckets of the session id table (a power of two). */
+#define SL_SESS_BUCKETS 4096
+
+/* One frame to send, shareable between sessions: each queue entry holding
+ * it is a reference.  LWS_PRE bytes of headroom precede the text. */
+typedef struct sl_buf {
+	unsigned refs;
+	size_t len;
+	unsigned char data[]; /* LWS_PRE + len */
+} sl_buf;
+
 typedef struct sl_out {
 	struct sl_out *next;
-	size_t len;
-	unsigned char buf[]; /* LWS_PRE + len */
+	sl_buf *buf;
 } sl_out;
 
 /* One of these per session (WebSocket connection of protocol synclog.v1). */
 typedef struct sl_sess {
 	struct sl_sess *next, *prev; /* on sl_gw.sessions */
+	struct sl_sess *hnext;       /* in its bucket of the id table */
 	struct lws *wsi;
 	uint64_t id;
+	int dbi;                     /* the database connection for its queries */
 	sl_session sm;               /* protocol.h state machine */
-	char peer[64];
+	char peer[48];
+	int64_t opened_ms, last_rx_ms, closing_ms;
+	bool hello_seen;
+	bool ping_due;               /* write a WebSocket ping at the next writable */
+	bool ping_sent;              /* since the last frame or pong received */
+	bool rx_paused;              /* rx flow control off: the queue is over its bound */
 
 	/* reassembly of one incoming message */
 	char *rx;
 	size_t rx_len, rx_cap;
 	bool rx_oversize;            /* past max_frame_bytes: discarding to the end */
 
-	/* send queue, bounded by SL_SEND_QUEUE_MAX_BYTES */
+	/* send queue */
 	sl_out *q_head, *q_tail;
 	size_t q_bytes;
 	bool close_after;            /* close once the queue is written */
@@ -57,10 +97,13 @@ typedef struct sl_sess {
 	/* from the hello */
 	char client_id[SL_CLIENT_ID_MAX + 1];
 	char *token;                 /* malloc'd */
-	json_t *req_groups;          /* new: the groups asked for */
+	json_t *req_groups;          /* new: the groups asked for; NULL after welcome */
 	json_t *groups;              /* new: granted (asked ∩ token's); NULL before welcome */
-	uint64_t cursor;             /* highest seq this client holds (as far as we sent) */
-	bool live;                   /* backlog sent: live changes go to it */
+	char *gkey;                  /* the granted groups, sorted: which frames it can share */
+	uint64_t cursor;             /* highest seq this client holds (as far as we queued) */
+	bool live;                   /* backlog sent: the fan-out serves it */
+	bool behind;                 /* a changes frame was not queued: catch up when drained */
+	bool backlog_busy;           /* a backlog query is in flight */
 } sl_sess;
 
 /* What a pending query needs to find its session again. */
@@ -69,6 +112,9 @@ typedef struct sl_pending {
 	uint64_t sid;
 	sl_pending_kind kind;
 } sl_pending;
+
+static sl_sess *sess_table[SL_SESS_BUCKETS];
+static lws_sorted_usec_list_t sweep_sul;
 
 size_t
 sl_session_data_size(void)
@@ -79,105 +125,20 @@ sl_session_data_size(void)
 static sl_sess *
 sess_find(uint64_t id)
 {
-	for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+	for (sl_sess *s = sess_table[id & (SL_SESS_BUCKETS - 1)]; s; s = s->hnext)
 		if (s->id == id)
 			return s;
 	return NULL;
 }
 
 static void
-sess_free_queue(sl_sess *s)
+sess_table_remove(sl_sess *s)
 {
-	sl_out *o = s->q_head;
-	while (o) {
-		sl_out *n = o->next;
-		free(o);
-		o = n;
-	}
-	s->q_head = s->q_tail = NULL;
-	s->q_bytes = 0;
-}
-
-/*
- * Queues `text` (copied; the caller keeps it) and asks for writable.  Once
- * the session is closing nothing more is queued.  Past the byte bound the
- * queue is replaced by one error frame and the session closes.  A NULL text
- * (an encoder out of memory) closes the session.
- */
-static void queue_error(sl_sess *s, const char *code, const char *message, bool close);
-
-static void
-queue_text(sl_sess *s, const char *text)
-{
-	if (s->close_after)
-		return;
-	if (!text) {
-		sl_gw_log("session %llu client_id=%s: out of memory encoding a frame; closing",
-		          (unsigned long long) s->id, s->client_id);
-		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
-		return;
-	}
-	size_t len = strlen(text);
-	if (s->q_bytes + len > SL_SEND_QUEUE_MAX_BYTES) {
-		char msg[160];
-		sl_gw_log("session %llu client_id=%s: send queue over %d bytes; closing",
-		          (unsigned long long) s->id, s->client_id, SL_SEND_QUEUE_MAX_BYTES);
-		sess_free_queue(s);
-		snprintf(msg, sizeof msg,
-		         "the client fell behind (send queue over %d bytes); reconnect and resume from your cursor",
-		         SL_SEND_QUEUE_MAX_BYTES);
-		queue_error(s, SL_ERR_RATE_LIMITED, msg, true);
-		return;
-	}
-	sl_out *o = malloc(sizeof *o + LWS_PRE + len);
-	if (!o) {
-		sess_free_queue(s);
-		s->close_after = true;
-		lws_callback_on_writable(s->wsi);
-		return;
-	}
-	o->next = NULL;
-	o->len = len;
-	memcpy(o->buf + LWS_PRE, text, len);
-	if (s->q_tail)
-		s->q_tail->next = o;
-	else
-		s->q_head = o;
-	s->q_tail = o;
-	s->q_bytes += len;
-	lws_callback_on_writable(s->wsi);
-}
-
-static void
-queue_error(sl_sess *s, const char *code, const char *message, bool close)
-{
-	char *t = sl_encode_error(code, message);
-	if (t) {
-		queue_text(s, t);
-		free(t);
-	}
-	if (close) {
-		s->close_after = true;
-		lws_callback_on_writable(s->wsi);
-	}
-}
-
-static void
-queue_owned(sl_sess *s, char *text)
-{
-	queue_text(s, text);
-	free(text);
-}
-
-static sl_pending *
-pending_new(sl_sess *s, sl_pending_kind k)
-{
-	sl_pending *p = malloc(sizeof *p);
-	if (p) {
-		p->sid = s->id;
-		p->kind = k;
-	}
-	return p;
+	sl_sess **pp = &sess_table[s->id & (SL_SESS_BUCKETS - 1)];
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = s->hnext;
 }
 
 /* First line of a libpq error message, for logs and error frames. */
@@ -191,37 +152,492 @@ first_line(const char *in, char *out, size_t outsz)
 	out[n] = '\0';
 }
 
-/* ---------------------------------------------------------------- backlog */
+/* ---------------------------------------------------------------- buffers */
 
-static void backlog_next(sl_sess *s);
-static void fanout_kick(void);
+static sl_buf *
+buf_new(size_t len)
+{
+	sl_buf *b = malloc(sizeof *b + LWS_PRE + len);
+	if (b) {
+		b->refs = 1;
+		b->len = len;
+	}
+	return b;
+}
 
-/* Groups as a PostgreSQL text[] literal, malloc'd; NULL on out of memory. */
+static void
+buf_unref(sl_buf *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+static sl_buf *
+buf_from_text(const char *text)
+{
+	size_t len = strlen(text);
+	sl_buf *b = buf_new(len);
+	if (b)
+		memcpy(b->data + LWS_PRE, text, len);
+	return b;
+}
+
+/* A growable byte string for building frames. */
+typedef struct sl_str {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} sl_str;
+
+static void
+str_add(sl_str *s, const char *p, size_t n)
+{
+	if (s->oom)
+		return;
+	if (s->len + n > s->cap) {
+		size_t cap = s->cap ? s->cap : 256;
+		while (cap < s->len + n)
+			cap *= 2;
+		char *np = realloc(s->p, cap);
+		if (!np) {
+			s->oom = true;
+			return;
+		}
+		s->p = np;
+		s->cap = cap;
+	}
+	memcpy(s->p + s->len, p, n);
+	s->len += n;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static void
+sess_free_queue(sl_sess *s)
+{
+	sl_out *o = s->q_head;
+	while (o) {
+		sl_out *n = o->next;
+		buf_unref(o->buf);
+		free(o);
+		o = n;
+	}
+	s->q_head = s->q_tail = NULL;
+	s->q_bytes = 0;
+}
+
+static void
+start_closing(sl_sess *s)
+{
+	if (!s->close_after) {
+		s->close_after = true;
+		s->closing_ms = sl_gw_now_ms();
+		s->live = false;
+	}
+	lws_callback_on_writable(s->wsi);
+}
+
+/* Appends a reference to b; false when out of memory (then closing). */
+static bool
+queue_buf(sl_sess *s, sl_buf *b)
+{
+	sl_out *o = malloc(sizeof *o);
+	if (!o) {
+		sl_gw_log("session %llu client_id=%s: out of memory queueing a frame; closing",
+		          (unsigned long long) s->id, s->client_id);
+		sess_free_queue(s);
+		start_closing(s);
+		return false;
+	}
+	b->refs++;
+	o->next = NULL;
+	o->buf = b;
+	if (s->q_tail)
+		s->q_tail->next = o;
+	else
+		s->q_head = o;
+	s->q_tail = o;
+	s->q_bytes += b->len;
+	if (s->q_bytes > sl_gw.cfg.send_queue_bytes && !s->rx_paused) {
+		s->rx_paused = true;
+		lws_rx_flow_control(s->wsi, 0);
+	}
+	lws_callback_on_writable(s->wsi);
+	return true;
+}
+
+/*
+ * Queues a frame that is not a change (welcome, snapshot, ack, pong, error):
+ * copied, always queued (see the header comment).  Once the session is
+ * closing nothing more is queued.  A NULL text (an encoder out of memory)
+ * closes the session.
+ */
+static void
+queue_text(sl_sess *s, const char *text)
+{
+	if (s->close_after)
+		return;
+	sl_buf *b = text ? buf_from_text(text) : NULL;
+	if (!b) {
+		sl_gw_log("session %llu client_id=%s: out of memory encoding a frame; closing",
+		          (unsigned long long) s->id, s->client_id);
+		sess_free_queue(s);
+		start_closing(s);
+		return;
+	}
+	queue_buf(s, b);
+	buf_unref(b);
+}
+
+static void
+queue_owned(sl_sess *s, char *text)
+{
+	queue_text(s, text);
+	free(text);
+}
+
+/*
+ * Sends an error frame.  With close, what was still queued is dropped first
+ * (the client resumes from its cursor and resends what was not acked), so the
+ * error is the last frame the client gets, and the session closes after it.
+ */
+static void
+queue_error(sl_sess *s, const char *code, const char *message, bool close)
+{
+	if (s->close_after)
+		return;
+	if (close)
+		sess_free_queue(s);
+	char *t = sl_encode_error(code, message);
+	if (t) {
+		queue_text(s, t);
+		free(t);
+	}
+	if (close)
+		start_closing(s);
+}
+
+/*
+ * Queues a changes frame that takes the session's cursor to `cursor`; b NULL
+ * means nothing in it is for this session (the cursor just moves).  When the
+ * frame would take a non-empty queue past its bound the session falls behind
+ * instead (false): the frame is not queued and the cursor stays.
+ */
+static bool
+queue_changes(sl_sess *s, sl_buf *b, uint64_t cursor)
+{
+	if (s->close_after)
+		return false;
+	if (b && s->q_bytes > 0 && s->q_bytes + b->len > sl_gw.cfg.send_queue_bytes) {
+		if (!s->behind)
+			sl_gw_log("session %llu client_id=%s: behind (send queue at %zu bytes); "
+			          "catching up from cursor %llu once it drains",
+			          (unsigned long long) s->id, s->client_id, s->q_bytes,
+			          (unsigned long long) s->cursor);
+		s->behind = true;
+		s->live = false;
+		return false;
+	}
+	if (b && !queue_buf(s, b))
+		return false;
+	if (cursor > s->cursor)
+		s->cursor = cursor;
+	return true;
+}
+
+static sl_pending *
+pending_new(sl_sess *s, sl_pending_kind k)
+{
+	sl_pending *p = malloc(sizeof *p);
+	if (p) {
+		p->sid = s->id;
+		p->kind = k;
+	}
+	return p;
+}
+
+/* ---------------------------------------------------------------- strings */
+
+/* A set of borrowed strings (open addressing), for unions of groups and of
+ * tokens over many sessions. */
+typedef struct sl_strset {
+	const char **slot;
+	size_t cap, n;
+	bool oom;
+} sl_strset;
+
+static uint64_t
+hash_str(const char *p, uint64_t h)
+{
+	for (; *p; p++)
+		h = (h ^ (unsigned char) *p) * 0x100000001b3u;
+	return h;
+}
+
+/* Adds s (borrowed: it must outlive the set); true when it was new. */
+static bool
+strset_add(sl_strset *set, const char *s)
+{
+	if (set->oom)
+		return false;
+	if ((set->n + 1) * 2 > set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 64;
+		const char **slot = calloc(cap, sizeof *slot);
+		if (!slot) {
+			set->oom = true;
+			return false;
+		}
+		for (size_t i = 0; i < set->cap; i++)
+			if (set->slot[i]) {
+				size_t j = hash_str(set->slot[i], 0xcbf29ce484222325u) & (cap - 1);
+				while (slot[j])
+					j = (j + 1) & (cap - 1);
+				slot[j] = set->slot[i];
+			}
+		free(set->slot);
+		set->slot = slot;
+		set->cap = cap;
+	}
+	size_t j = hash_str(s, 0xcbf29ce484222325u) & (set->cap - 1);
+	while (set->slot[j]) {
+		if (!strcmp(set->slot[j], s))
+			return false;
+		j = (j + 1) & (set->cap - 1);
+	}
+	set->slot[j] = s;
+	set->n++;
+	return true;
+}
+
+static bool
+strset_has(const sl_strset *set, const char *s)
+{
+	if (!set->cap)
+		return false;
+	size_t j = hash_str(s, 0xcbf29ce484222325u) & (set->cap - 1);
+	while (set->slot[j]) {
+		if (!strcmp(set->slot[j], s))
+			return true;
+		j = (j + 1) & (set->cap - 1);
+	}
+	return false;
+}
+
+/* The strings of a set, or of a JSON array of strings, as a PostgreSQL text[]
+ * literal; malloc'd, NULL on out of memory. */
+static void
+literal_add(sl_str *out, const char *v, bool first)
+{
+	if (!first)
+		str_add(out, ",", 1);
+	str_add(out, "\"", 1);
+	for (const char *c = v; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			str_add(out, "\\", 1);
+		str_add(out, c, 1);
+	}
+	str_add(out, "\"", 1);
+}
+
+static char *
+strset_literal(const sl_strset *set)
+{
+	sl_str out = { 0 };
+	bool first = true;
+	str_add(&out, "{", 1);
+	for (size_t i = 0; i < set->cap; i++)
+		if (set->slot[i]) {
+			literal_add(&out, set->slot[i], first);
+			first = false;
+		}
+	str_add(&out, "}", 2); /* with the NUL */
+	if (out.oom) {
+		free(out.p);
+		return NULL;
+	}
+	return out.p;
+}
+
 static char *
 groups_literal(json_t *groups)
 {
-	size_t cap = 3, i;
+	sl_str out = { 0 };
+	size_t i;
 	json_t *g;
+	str_add(&out, "{", 1);
 	json_array_foreach(groups, i, g)
-		cap += 2 * strlen(json_string_value(g)) + 3;
-	char *out = malloc(cap), *p = out;
-	if (!out)
+		literal_add(&out, json_string_value(g), i == 0);
+	str_add(&out, "}", 2);
+	if (out.oom) {
+		free(out.p);
 		return NULL;
-	*p++ = '{';
-	json_array_foreach(groups, i, g) {
-		if (i)
-			*p++ = ',';
-		*p++ = '"';
-		for (const char *c = json_string_value(g); *c; c++) {
-			if (*c == '"' || *c == '\\')
-				*p++ = '\\';
-			*p++ = *c;
-		}
-		*p++ = '"';
 	}
-	*p++ = '}';
-	*p = '\0';
-	return out;
+	return out.p;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The granted groups, sorted, NUL-separated, then NUL: sessions with equal
+ * keys (and cursors) can share one changes frame. */
+static char *
+groups_key(json_t *groups)
+{
+	size_t n = json_array_size(groups), i, len = 1;
+	const char **v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		v[i] = json_string_value(json_array_get(groups, i));
+		len += strlen(v[i]) + 1;
+	}
+	qsort(v, n, sizeof *v, cmp_str);
+	char *key = malloc(len), *p = key;
+	if (key) {
+		for (i = 0; i < n; i++) {
+			size_t l = strlen(v[i]) + 1;
+			memcpy(p, v[i], l);
+			p += l;
+		}
+		*p = '\0';
+	}
+	free(v);
+	return key;
+}
+
+static size_t
+groups_key_len(const char *key)
+{
+	const char *p = key;
+	while (*p)
+		p += strlen(p) + 1;
+	return (size_t) (p - key) + 1;
+}
+
+static bool
+sess_has_group(const sl_sess *s, const char *g)
+{
+	for (const char *p = s->gkey; *p; p += strlen(p) + 1)
+		if (!strcmp(p, g))
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- changes */
+
+/*
+ * The change stream is read with one statement, whose answer has one row per
+ * change (in seq order) or a single row of NULLs after the first two columns
+ * when there is none: the answer's cursor, whether a snapshot is required,
+ * then each change's seq, group and text.  The text is PostgreSQL's jsonb
+ * output of the change object, put into frames as it is: the gateway never
+ * decodes or re-encodes a change.
+ */
+static const char changes_sql[] =
+	"SELECT r.j->>'cursor', r.j ? 'snapshot_required', c.e->>'seq', c.e->>'group', c.e::text"
+	" FROM (SELECT synclog.changes($1::text[], $2::bigint, $3::int) AS j) r"
+	" LEFT JOIN LATERAL jsonb_array_elements(r.j->'changes') WITH ORDINALITY AS c(e, n) ON true"
+	" ORDER BY c.n";
+
+typedef struct sl_chg {
+	uint64_t seq;
+	const char *grp;  /* borrowed from the PGresult */
+	const char *text;
+	size_t len;
+} sl_chg;
+
+typedef struct sl_chgs {
+	uint64_t cursor;
+	bool snapshot_required;
+	size_t n;
+	sl_chg *v;        /* malloc'd */
+} sl_chgs;
+
+/* Reads an answer of changes_sql; false (with *why) when it is not one. */
+static bool
+chgs_read(PGresult *res, const char *error, sl_chgs *out, char *why, size_t whysz)
+{
+	memset(out, 0, sizeof *out);
+	if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 ||
+	    PQnfields(res) != 5) {
+		first_line(error ? error : PQresultErrorMessage(res), why, whysz);
+		if (!why[0])
+			snprintf(why, whysz, "unexpected answer from the database");
+		return false;
+	}
+	int rows = PQntuples(res);
+	out->cursor = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	out->snapshot_required = PQgetvalue(res, 0, 1)[0] == 't';
+	if (PQgetisnull(res, 0, 2))
+		return true;
+	out->v = malloc((size_t) rows * sizeof *out->v);
+	if (!out->v) {
+		snprintf(why, whysz, "out of memory");
+		return false;
+	}
+	for (int i = 0; i < rows; i++) {
+		sl_chg *c = &out->v[out->n++];
+		c->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+		c->grp = PQgetvalue(res, i, 3);
+		c->text = PQgetvalue(res, i, 4);
+		c->len = (size_t) PQgetlength(res, i, 4);
+	}
+	return true;
+}
+
+/*
+ * The changes frame for a session with these groups and cursor: the changes
+ * of its groups above its cursor, and the answer's cursor.  NULL with *oom
+ * false when none is for it.
+ */
+static sl_buf *
+chgs_frame(const sl_chgs *c, const sl_sess *s, bool *oom)
+{
+	static const char head[] = "{\"type\":\"changes\",\"changes\":[";
+	char tail[64];
+	size_t k = 0, len;
+	int tlen;
+
+	*oom = false;
+	tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) c->cursor);
+	len = sizeof head - 1 + (size_t) tlen;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp))
+			len += c->v[i].len + (k++ ? 1 : 0);
+	if (k == 0)
+		return NULL;
+	sl_buf *b = buf_new(len);
+	if (!b) {
+		*oom = true;
+		return NULL;
+	}
+	char *p = (char *) b->data + LWS_PRE;
+	memcpy(p, head, sizeof head - 1);
+	p += sizeof head - 1;
+	k = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp)) {
+			if (k++)
+				*p++ = ',';
+			memcpy(p, c->v[i].text, c->v[i].len);
+			p += c->v[i].len;
+		}
+	memcpy(p, tail, (size_t) tlen);
+	return b;
+}
+
+/* ---------------------------------------------------------------- backlog */
+
+static void fanout_kick(void);
+
+static void
+go_live(sl_sess *s)
+{
+	s->live = true;
+	fanout_kick(); /* anything committed while the backlog was read */
 }
 
 static void on_backlog_result(void *arg, PGresult *res, const char *error);
@@ -232,20 +648,21 @@ static void
 backlog_next(sl_sess *s)
 {
 	char *lit = groups_literal(s->groups);
-	char cur[32];
+	char cur[32], max[16];
 	sl_pending *p = pending_new(s, s->cursor == 0 ? PQ_SNAPSHOT : PQ_BACKLOG);
 	int rc = -1;
 
+	s->live = false;
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) s->cursor);
+	snprintf(max, sizeof max, "%d", SL_CHANGES_PER_QUERY);
 	if (lit && p) {
 		if (s->cursor == 0) {
 			const char *params[1] = { lit };
-			rc = sl_gw_query("SELECT synclog.snapshot($1::text[])::text", 1, params,
+			rc = sl_gw_query(s->dbi, "SELECT synclog.snapshot($1::text[])::text", 1, params,
 			                 on_backlog_result, p);
 		} else {
-			const char *params[2] = { lit, cur };
-			rc = sl_gw_query("SELECT synclog.changes($1::text[], $2::bigint, 1000)::text", 2,
-			                 params, on_backlog_result, p);
+			const char *params[3] = { lit, cur, max };
+			rc = sl_gw_query(s->dbi, changes_sql, 3, params, on_backlog_result, p);
 		}
 	}
 	free(lit);
@@ -253,7 +670,41 @@ backlog_next(sl_sess *s)
 		free(p);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
 		            "the database is unavailable; reconnect and resume from your cursor", true);
+		return;
 	}
+	s->backlog_busy = true;
+}
+
+static void
+snapshot_result(sl_sess *s, PGresult *res)
+{
+	json_t *j = json_loads(PQgetvalue(res, 0, 0), 0, NULL); /* new */
+	json_t *jc = j ? json_object_get(j, "cursor") : NULL;   /* borrowed */
+	if (!json_is_integer(jc) || json_integer_value(jc) < 0) {
+		json_decref(j);
+		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "unexpected answer from the database", true);
+		return;
+	}
+	uint64_t cursor = (uint64_t) json_integer_value(jc);
+	json_t *rows = json_object_get(j, "rows"); /* borrowed */
+	size_t n = json_array_size(rows), i = 0;
+	do {
+		size_t k = n - i < 500 ? n - i : 500;
+		json_t *chunk = json_array(); /* new */
+		for (size_t m = 0; m < k; m++)
+			json_array_append(chunk, json_array_get(rows, i + m));
+		i += k;
+		queue_owned(s, sl_encode_snapshot(chunk, cursor, i >= n));
+		json_decref(chunk);
+	} while (i < n && !s->close_after);
+	json_decref(j);
+	s->cursor = cursor;
+	if (s->close_after)
+		return;
+	if (cursor > 0)
+		backlog_next(s); /* whatever committed after the snapshot's cursor */
+	else
+		go_live(s);      /* an empty log: live changes from seq 1 */
 }
 
 static void
@@ -263,143 +714,143 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 	sl_sess *s = sess_find(p->sid);
 	sl_pending_kind kind = p->kind;
 	free(p);
-	if (!s || s->close_after)
+	if (!s)
 		return;
-	if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		char why[200];
-		first_line(error ? error : PQresultErrorMessage(res), why, sizeof why);
-		sl_gw_log("session %llu client_id=%s: backlog query failed: %s",
-		          (unsigned long long) s->id, s->client_id, why);
-		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
-		            "reading the change log failed; reconnect and resume from your cursor", true);
+	s->backlog_busy = false;
+	if (s->close_after)
 		return;
-	}
-	json_t *j = json_loads(PQgetvalue(res, 0, 0), 0, NULL); /* new */
-	json_t *jc = j ? json_object_get(j, "cursor") : NULL;                           /* borrowed */
-	if (!json_is_integer(jc) || json_integer_value(jc) < 0) {
-		json_decref(j);
-		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "unexpected answer from the database", true);
-		return;
-	}
-	uint64_t cursor = (uint64_t) json_integer_value(jc);
 
+	char why[200];
 	if (kind == PQ_SNAPSHOT) {
-		json_t *rows = json_object_get(j, "rows"); /* borrowed */
-		size_t n = json_array_size(rows), i = 0;
-		do {
-			size_t k = n - i < 500 ? n - i : 500;
-			json_t *chunk = json_array(); /* new */
-			for (size_t m = 0; m < k; m++)
-				json_array_append(chunk, json_array_get(rows, i + m));
-			i += k;
-			queue_owned(s, sl_encode_snapshot(chunk, cursor, i >= n));
-			json_decref(chunk);
-		} while (i < n && !s->close_after);
-		s->cursor = cursor;
-		json_decref(j);
-		if (s->close_after)
-			return;
-		if (cursor > 0) {
-			backlog_next(s); /* whatever committed after the snapshot's cursor */
-		} else {
-			s->live = true;  /* an empty log: live changes from seq 1 */
-			fanout_kick();
+		if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+			first_line(error ? error : PQresultErrorMessage(res), why, sizeof why);
+			goto failed;
 		}
+		snapshot_result(s, res);
 		return;
 	}
 
-	if (json_is_true(json_object_get(j, "snapshot_required"))) {
-		json_decref(j);
+	sl_chgs c;
+	if (!chgs_read(res, error, &c, why, sizeof why))
+		goto failed;
+	if (c.snapshot_required) {
+		sl_gw_log("session %llu client_id=%s: cursor %llu is no longer in the log; sending a snapshot",
+		          (unsigned long long) s->id, s->client_id, (unsigned long long) s->cursor);
+		free(c.v);
 		s->cursor = 0;
 		backlog_next(s);
 		return;
 	}
-	json_t *changes = json_object_get(j, "changes"); /* borrowed */
-	size_t n = json_array_size(changes);
-	if (n > 0 || cursor > s->cursor)
-		queue_owned(s, sl_encode_changes(changes, cursor));
-	if (cursor > s->cursor)
-		s->cursor = cursor;
-	json_decref(j);
-	if (s->close_after)
-		return;
-	if (n >= 1000) {
-		backlog_next(s);
-	} else {
-		s->live = true;
-		fanout_kick(); /* anything committed while the backlog was read */
+	bool oom = false;
+	sl_buf *b = NULL;
+	if (c.cursor > s->cursor) {
+		b = chgs_frame(&c, s, &oom);
+		if (!b && !oom) {
+			/* nothing of its groups: an empty frame still moves its cursor */
+			char t[96];
+			snprintf(t, sizeof t, "{\"type\":\"changes\",\"changes\":[],\"cursor\":%llu}",
+			         (unsigned long long) c.cursor);
+			b = buf_from_text(t);
+			oom = !b;
+		}
 	}
+	size_t n = c.n;
+	uint64_t cursor = c.cursor;
+	free(c.v);
+	if (oom) {
+		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
+		return;
+	}
+	bool queued = queue_changes(s, b, cursor);
+	buf_unref(b);
+	if (!queued)
+		return; /* behind (or closing): resumed from the cursor once drained */
+	if (n < SL_CHANGES_PER_QUERY)
+		go_live(s);
+	else if (s->q_bytes > sl_gw.cfg.send_queue_bytes / 2)
+		s->behind = true; /* the rest once the queue drains */
+	else
+		backlog_next(s);
+	return;
+
+failed:
+	sl_gw_log("session %llu client_id=%s: backlog query failed: %s",
+	          (unsigned long long) s->id, s->client_id, why);
+	queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
+	            "reading the change log failed; reconnect and resume from your cursor", true);
 }
 
 /* ---------------------------------------------------------------- fan-out */
 
 /*
- * Live changes.  On each NOTIFY synclog (and on each database reconnection,
- * and when a session's backlog is done) one query reads, for all live
- * sessions together, synclog.changes(union of their groups, lowest of their
- * cursors, 1000), plus each change's group (synclog.changes does not return
- * it, so it is read from synclog.ops by seq).  At most one such query is in
- * flight; a wake-up while it runs sets `again`, which runs one more after it.
- * Each live session whose cursor is at least the query's `after` gets the
- * changes of its granted groups with seq above its cursor, in seq order, and
- * its cursor moves to the answer's cursor; a session that went live with a
- * lower cursor meanwhile is left for the next round, which is run at once.
+ * Live changes.  On each NOTIFY synclog (and on each reconnection of the
+ * listener, and when a session joins the fan-out) one query reads, for all
+ * live sessions together, changes_sql(union of their groups, lowest of their
+ * cursors, 1000) on dbs[0].  At most one such query is in flight; a wake-up
+ * while it runs sets `again`, which runs one more after it.  So database work
+ * grows with changes, not with sessions.
+ *
+ * With the answer, each live session whose cursor is at least the query's
+ * `after` gets one frame holding the changes of its granted groups above its
+ * cursor, and its cursor moves to the answer's cursor.  Sessions with equal
+ * granted groups and equal cursors (normally all of a group's followers) get
+ * the same frame: built once, queued by reference.  A session that joined with
+ * a lower cursor meanwhile is left for the next round, run at once.
+ *
+ * When the lowest cursor has left the log (snapshot_required), the sessions at
+ * that cursor are sent a snapshot and the rest are served by the next round.
  */
 static struct {
 	bool running, again;
 } fo;
 
-static void on_fanout_result(void *arg, PGresult *res, const char *error);
-
 typedef struct sl_fanout_q {
 	uint64_t after;
 } sl_fanout_q;
 
+/* A frame built for one (groups, cursor) in a round. */
+typedef struct sl_frame_slot {
+	const char *gkey;     /* borrowed from a session */
+	uint64_t cursor;
+	sl_buf *buf;          /* NULL: nothing for them */
+	bool used;
+} sl_frame_slot;
+
+static void on_fanout_result(void *arg, PGresult *res, const char *error);
+
 static void
 fanout_run(void)
 {
-	json_t *groups = json_array(); /* new */
+	sl_strset groups = { 0 };
 	uint64_t after = UINT64_MAX;
 	bool any = false;
 
+	fo.again = false;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
 		any = true;
 		if (s->cursor < after)
 			after = s->cursor;
-		size_t i, k;
-		json_t *g, *h;
-		json_array_foreach(s->groups, i, g) {
-			bool dup = false;
-			json_array_foreach(groups, k, h)
-				if (json_equal(g, h)) {
-					dup = true;
-					break;
-				}
-			if (!dup)
-				json_array_append(groups, g);
-		}
+		for (const char *p = s->gkey; *p; p += strlen(p) + 1)
+			strset_add(&groups, p);
 	}
-	fo.again = false;
-	if (!any || json_array_size(groups) == 0) {
-		json_decref(groups);
+	if (!any || groups.n == 0 || groups.oom) {
+		if (groups.oom)
+			sl_gw_log("fan-out: out of memory");
+		free(groups.slot);
 		return;
 	}
-	char *lit = groups_literal(groups);
-	json_decref(groups);
+	char *lit = strset_literal(&groups);
+	free(groups.slot);
 	sl_fanout_q *q = malloc(sizeof *q);
-	char cur[32];
+	char cur[32], max[16];
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) after);
-	const char *params[2] = { lit, cur };
+	snprintf(max, sizeof max, "%d", SL_CHANGES_PER_QUERY);
+	const char *params[3] = { lit, cur, max };
 	if (lit && q) {
 		q->after = after;
-		if (sl_gw_query("WITH r AS (SELECT synclog.changes($1::text[], $2::bigint, 1000) AS j) "
-		                "SELECT r.j::text, (SELECT coalesce(json_object_agg(o.seq, o.grp), '{}')"
-		                " FROM synclog.ops o WHERE o.seq IN"
-		                " (SELECT (e->>'seq')::bigint FROM jsonb_array_elements(r.j->'changes') e))::text"
-		                " FROM r",
-		                2, params, on_fanout_result, q) == 0) {
+		if (sl_gw_query(0, changes_sql, 3, params, on_fanout_result, q) == 0) {
 			fo.running = true;
 			q = NULL;
 		}
@@ -417,6 +868,15 @@ fanout_kick(void)
 		fanout_run();
 }
 
+static uint64_t
+slot_hash(const char *gkey, uint64_t cursor)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+	for (const char *p = gkey; *p; p += strlen(p) + 1)
+		h = hash_str(p, h) * 31 + 1;
+	return h ^ (cursor * 0x9e3779b97f4a7c15u);
+}
+
 static void
 on_fanout_result(void *arg, PGresult *res, const char *error)
 {
@@ -424,69 +884,150 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 	uint64_t after = q->after;
 	free(q);
 	fo.running = false;
-	if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		char why[200];
-		first_line(error ? error : PQresultErrorMessage(res), why, sizeof why);
+
+	sl_chgs c;
+	char why[200];
+	if (!chgs_read(res, error, &c, why, sizeof why)) {
 		sl_gw_log("fan-out query failed: %s", why);
 		return; /* the next notification or reconnection tries again */
 	}
-	json_t *j = json_loads(PQgetvalue(res, 0, 0), 0, NULL);    /* new */
-	json_t *grp = json_loads(PQgetvalue(res, 0, 1), 0, NULL);  /* new */
-	json_t *jc = j ? json_object_get(j, "cursor") : NULL;       /* borrowed */
-	bool rerun = fo.again;
-	if (!json_is_integer(jc) || !grp) {
-		sl_gw_log("fan-out: unexpected answer from the database");
-		json_decref(j);
-		json_decref(grp);
+	bool rerun = fo.again || c.n >= SL_CHANGES_PER_QUERY;
+
+	/* One slot per (groups, cursor): an open-addressing table sized for
+	 * every live session. */
+	size_t nlive = 0;
+	for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+		nlive += s->live;
+	size_t cap = 16;
+	while (cap < nlive * 2)
+		cap *= 2;
+	sl_frame_slot *slot = calloc(cap, sizeof *slot);
+	if (!slot) {
+		sl_gw_log("fan-out: out of memory");
+		free(c.v);
 		return;
 	}
-	uint64_t cursor = (uint64_t) json_integer_value(jc);
-	json_t *changes = json_object_get(j, "changes"); /* borrowed */
-	bool snapshot_required = json_is_true(json_object_get(j, "snapshot_required"));
 
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
-		if (s->cursor < after || snapshot_required) {
-			rerun = rerun || !snapshot_required;
-			if (snapshot_required) {
-				s->live = false; /* its cursor is gone: start over with a snapshot */
+		if (s->cursor < after) {
+			rerun = true; /* joined meanwhile, lower: next round */
+			continue;
+		}
+		if (c.snapshot_required) {
+			if (s->cursor == after) {
+				sl_gw_log("session %llu client_id=%s: cursor %llu is no longer in the log; sending a snapshot",
+				          (unsigned long long) s->id, s->client_id,
+				          (unsigned long long) s->cursor);
 				s->cursor = 0;
 				backlog_next(s);
+			} else {
+				rerun = true;
 			}
 			continue;
 		}
-		if (cursor <= s->cursor)
+		if (c.cursor <= s->cursor)
 			continue;
-		json_t *mine = json_array(); /* new */
-		size_t i;
-		json_t *c;
-		json_array_foreach(changes, i, c) {
-			json_t *seqj = json_object_get(c, "seq");
-			if (!json_is_integer(seqj) || (uint64_t) json_integer_value(seqj) <= s->cursor)
+		size_t j = slot_hash(s->gkey, s->cursor) & (cap - 1);
+		size_t klen = groups_key_len(s->gkey);
+		while (slot[j].used &&
+		       !(slot[j].cursor == s->cursor && !memcmp(slot[j].gkey, s->gkey, klen) &&
+		         groups_key_len(slot[j].gkey) == klen))
+			j = (j + 1) & (cap - 1);
+		if (!slot[j].used) {
+			bool oom;
+			slot[j].used = true;
+			slot[j].gkey = s->gkey;
+			slot[j].cursor = s->cursor;
+			slot[j].buf = chgs_frame(&c, s, &oom);
+			if (oom) {
+				slot[j].used = false;
+				sl_gw_log("fan-out: out of memory building a frame");
+				queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
 				continue;
-			char key[32];
-			snprintf(key, sizeof key, "%lld", (long long) json_integer_value(seqj));
-			json_t *g = json_object_get(grp, key);
-			size_t k;
-			json_t *h;
-			json_array_foreach(s->groups, k, h)
-				if (json_equal(g, h)) {
-					json_array_append(mine, c);
-					break;
-				}
+			}
 		}
-		if (json_array_size(mine) > 0)
-			queue_owned(s, sl_encode_changes(mine, cursor));
-		json_decref(mine);
-		s->cursor = cursor;
+		queue_changes(s, slot[j].buf, c.cursor);
 	}
-	if (json_array_size(changes) >= 1000)
-		rerun = true;
-	json_decref(j);
-	json_decref(grp);
+	for (size_t j = 0; j < cap; j++)
+		buf_unref(slot[j].buf);
+	free(slot);
+	free(c.v);
 	if (rerun)
 		fanout_run();
+}
+
+/* ---------------------------------------------------------------- revocation */
+
+/*
+ * On NOTIFY synclog_revoke (and on each reconnection of the listener, which
+ * may have missed one) the tokens of every welcomed session are checked again
+ * with synclog.authenticate in one query; the sessions of tokens that no
+ * longer authenticate get `unauthorized` and are closed.
+ */
+static struct {
+	bool running, again;
+} rv;
+
+static void on_revoke_result(void *arg, PGresult *res, const char *error);
+
+static void
+revoke_run(void)
+{
+	sl_strset tokens = { 0 };
+	rv.again = false;
+	for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+		if (s->groups && !s->close_after && s->token)
+			strset_add(&tokens, s->token);
+	if (tokens.n == 0 || tokens.oom) {
+		free(tokens.slot);
+		return;
+	}
+	char *lit = strset_literal(&tokens);
+	free(tokens.slot);
+	const char *params[1] = { lit };
+	if (lit && sl_gw_query(0, "SELECT t FROM unnest($1::text[]) AS t"
+	                          " WHERE NOT EXISTS (SELECT 1 FROM synclog.authenticate(t))",
+	                       1, params, on_revoke_result, NULL) == 0)
+		rv.running = true;
+	free(lit);
+}
+
+static void
+revoke_kick(void)
+{
+	if (rv.running)
+		rv.again = true;
+	else
+		revoke_run();
+}
+
+static void
+on_revoke_result(void *arg, PGresult *res, const char *error)
+{
+	(void) arg;
+	rv.running = false;
+	if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		char why[200];
+		first_line(error ? error : PQresultErrorMessage(res), why, sizeof why);
+		sl_gw_log("revocation check failed: %s", why);
+		return; /* the next notification or reconnection tries again */
+	}
+	sl_strset gone = { 0 };
+	for (int i = 0; i < PQntuples(res); i++)
+		strset_add(&gone, PQgetvalue(res, i, 0));
+	if (gone.n > 0)
+		for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+			if (s->groups && s->token && !s->close_after && strset_has(&gone, s->token)) {
+				sl_gw_log("session %llu client_id=%s peer=%s: token revoked; closing",
+				          (unsigned long long) s->id, s->client_id, s->peer);
+				s->sm.state = SL_SESS_CLOSING;
+				queue_error(s, SL_ERR_UNAUTHORIZED, "the token was revoked", true);
+			}
+	free(gone.slot);
+	if (rv.again)
+		revoke_run();
 }
 
 void
@@ -495,15 +1036,20 @@ sl_sessions_on_notify(const char *channel, const char *payload)
 	(void) payload;
 	if (!strcmp(channel, "synclog"))
 		fanout_kick();
-	/* synclog_revoke: not handled yet (sessions keep their grant until they
-	 * reconnect) */
+	else if (!strcmp(channel, "synclog_revoke"))
+		revoke_kick();
 }
 
 void
-sl_sessions_on_db_connected(void)
+sl_sessions_on_db_connected(int dbi)
 {
-	fo.running = false; /* its query, if any, failed with the connection */
+	if (dbi != 0)
+		return;
+	/* Their queries, if any, failed with the connection. */
+	fo.running = false;
+	rv.running = false;
 	fanout_kick();
+	revoke_kick();
 }
 
 /* ---------------------------------------------------------------- hello */
@@ -541,23 +1087,27 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 	json_t *tokgroups = json_loads(PQgetvalue(res, 0, 1), 0, NULL); /* new */
 	json_t *tables = json_loads(PQgetvalue(res, 0, 4), 0, NULL);    /* new */
 	uint64_t server_cursor = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+	sl_strset granted = { 0 }, seen = { 0 };
+	size_t i;
+	json_t *g;
+	json_array_foreach(tokgroups, i, g)
+		if (json_is_string(g))
+			strset_add(&granted, json_string_value(g));
 	s->groups = json_array();
-	size_t i, k;
-	json_t *g, *h;
-	json_array_foreach(s->req_groups, i, g) {
-		bool dup = false;
-		json_array_foreach(s->groups, k, h)
-			if (json_equal(g, h))
-				dup = true;
-		if (dup)
-			continue;
-		json_array_foreach(tokgroups, k, h)
-			if (json_equal(g, h)) {
-				json_array_append(s->groups, g);
-				break;
-			}
-	}
+	json_array_foreach(s->req_groups, i, g)
+		if (strset_has(&granted, json_string_value(g)) && strset_add(&seen, json_string_value(g)))
+			json_array_append(s->groups, g);
+	free(granted.slot);
+	free(seen.slot);
 	json_decref(tokgroups);
+	json_decref(s->req_groups);
+	s->req_groups = NULL;
+	s->gkey = groups_key(s->groups);
+	if (!s->gkey || granted.oom || seen.oom) {
+		json_decref(tables);
+		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
+		return;
+	}
 	if (!json_is_object(tables)) {
 		json_decref(tables);
 		tables = json_object();
@@ -571,9 +1121,7 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 	          (unsigned long long) s->id, s->client_id, s->peer, PQgetvalue(res, 0, 0),
 	          gs ? gs : "?", (unsigned long long) s->cursor);
 	free(gs);
-	if (json_array_size(s->groups) == 0)
-		s->live = false; /* nothing to follow */
-	else if (!s->close_after)
+	if (json_array_size(s->groups) > 0 && !s->close_after)
 		backlog_next(s);
 }
 
@@ -586,6 +1134,7 @@ do_hello(sl_sess *s, const sl_frame *f)
 	json_decref(s->req_groups);
 	s->req_groups = json_incref(f->hello.groups);
 	s->cursor = f->hello.cursor;
+	s->hello_seen = true;
 	sl_gw_hlc_observe(f->hello.hlc);
 	sl_gw_log("session %llu client_id=%s peer=%s: hello cursor=%llu",
 	          (unsigned long long) s->id, s->client_id, s->peer,
@@ -594,7 +1143,8 @@ do_hello(sl_sess *s, const sl_frame *f)
 	sl_pending *p = pending_new(s, PQ_AUTH);
 	const char *params[1] = { s->token };
 	if (!s->token || !p ||
-	    sl_gw_query("SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
+	    sl_gw_query(s->dbi,
+	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
 	                "synclog.cursor(), synclog.tables()::text "
 	                "FROM synclog.authenticate($1) a",
 	                1, params, on_auth_result, p) != 0) {
@@ -647,8 +1197,8 @@ do_push(sl_sess *s)
 	sl_pending *p = pending_new(s, PQ_PUSH);
 	/* s->rx is the client's frame, NUL-terminated by on_message */
 	const char *params[3] = { s->token, s->client_id, s->rx };
-	if (!p || sl_gw_query("SELECT synclog.push($1, $2, ($3::jsonb)->'ops')::text", 3, params,
-	                      on_push_result, p) != 0) {
+	if (!p || sl_gw_query(s->dbi, "SELECT synclog.push($1, $2, ($3::jsonb)->'ops')::text", 3,
+	                      params, on_push_result, p) != 0) {
 		free(p);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
 		            "the database is unavailable; the push was not applied, send it again", false);
@@ -713,7 +1263,10 @@ on_message(sl_sess *s, bool binary)
 		act(s, sl_session_on_frame(&s->sm, &f), &f);
 	}
 	sl_frame_clear(&f);
-	s->rx_len = 0;
+	/* An idle session keeps no receive buffer. */
+	free(s->rx);
+	s->rx = NULL;
+	s->rx_len = s->rx_cap = 0;
 	s->rx_oversize = false;
 }
 
@@ -731,7 +1284,7 @@ rx_append(sl_sess *s, const void *in, size_t len)
 		return true;
 	}
 	if (s->rx_len + len + 1 > s->rx_cap) {
-		size_t cap = s->rx_cap ? s->rx_cap : 4096;
+		size_t cap = s->rx_cap ? s->rx_cap : 1024;
 		while (cap < s->rx_len + len + 1)
 			cap *= 2;
 		char *n = realloc(s->rx, cap);
@@ -747,6 +1300,113 @@ rx_append(sl_sess *s, const void *in, size_t len)
 	return true;
 }
 
+/* ---------------------------------------------------------------- timers */
+
+static void
+drop(sl_sess *s, const char *why)
+{
+	sl_gw_log("session %llu client_id=%s peer=%s: %s; dropping the connection",
+	          (unsigned long long) s->id, s->client_id[0] ? s->client_id : "-", s->peer, why);
+	s->live = false;
+	s->close_after = true;
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void
+sweep(lws_sorted_usec_list_t *sul)
+{
+	int64_t now = sl_gw_now_ms();
+	int64_t idle_ms = (int64_t) sl_gw.cfg.idle_timeout_s * 1000;
+	char why[96];
+
+	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
+		if (s->close_after) {
+			if (s->closing_ms && now - s->closing_ms > SL_CLOSE_GRACE_MS) {
+				s->closing_ms = 0; /* once */
+				drop(s, "closing, its last frame still unwritten");
+			}
+			continue;
+		}
+		if (!s->hello_seen && now - s->opened_ms > (int64_t) sl_gw.cfg.hello_timeout_s * 1000) {
+			snprintf(why, sizeof why, "no hello within %d s; closing", sl_gw.cfg.hello_timeout_s);
+			sl_gw_log("session %llu peer=%s: %s", (unsigned long long) s->id, s->peer, why);
+			s->sm.state = SL_SESS_CLOSING;
+			queue_error(s, SL_ERR_HELLO_REQUIRED, why, true);
+			continue;
+		}
+		if (idle_ms > 0 && now - s->last_rx_ms > idle_ms) {
+			snprintf(why, sizeof why, "silent for %d s (no frame, no pong)",
+			         sl_gw.cfg.idle_timeout_s);
+			drop(s, why);
+		} else if (idle_ms > 0 && now - s->last_rx_ms > idle_ms / 2 && !s->ping_sent) {
+			s->ping_sent = s->ping_due = true;
+			lws_callback_on_writable(s->wsi);
+		}
+	}
+	lws_sul_schedule(sl_gw.ctx, 0, sul, sweep, LWS_US_PER_SEC);
+}
+
+void
+sl_sessions_start(void)
+{
+	lws_sul_schedule(sl_gw.ctx, 0, &sweep_sul, sweep, LWS_US_PER_SEC);
+}
+
+void
+sl_sessions_stop(void)
+{
+	lws_sul_schedule(sl_gw.ctx, 0, &sweep_sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
+}
+
+/* ---------------------------------------------------------------- callback */
+
+static int
+on_writeable(sl_sess *s, struct lws *wsi)
+{
+	if (s->ping_due) {
+		unsigned char ping[LWS_PRE + 1];
+		s->ping_due = false;
+		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+		if (s->q_head || s->close_after)
+			lws_callback_on_writable(wsi);
+		return 0;
+	}
+	sl_out *o = s->q_head;
+	if (o) {
+		s->q_head = o->next;
+		if (!s->q_head)
+			s->q_tail = NULL;
+		s->q_bytes -= o->buf->len;
+		/* lws writes the frame header into the headroom: the same bytes for
+		 * every session sharing the buffer (same length, server frames are
+		 * not masked), and lws copies what the socket does not take. */
+		int n = lws_write(wsi, o->buf->data + LWS_PRE, o->buf->len, LWS_WRITE_TEXT);
+		size_t want = o->buf->len;
+		buf_unref(o->buf);
+		free(o);
+		if (n < (int) want)
+			return -1;
+	}
+	if (s->q_bytes <= sl_gw.cfg.send_queue_bytes / 2 && !s->close_after) {
+		if (s->rx_paused) {
+			s->rx_paused = false;
+			lws_rx_flow_control(wsi, 1);
+		}
+		if (s->behind && !s->backlog_busy) {
+			s->behind = false;
+			backlog_next(s); /* catch up by cursor, then live again */
+		}
+	}
+	if (s->q_head) {
+		lws_callback_on_writable(wsi);
+	} else if (s->close_after) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, NULL, 0);
+		return -1;
+	}
+	return 0;
+}
+
 int
 sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                     void *in, size_t len)
@@ -758,18 +1418,25 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		memset(s, 0, sizeof *s);
 		s->wsi = wsi;
 		s->id = sl_gw.next_session_id++;
-		sl_session_init(&s->sm, &sl_gw.limits);
+		s->dbi = sl_gw.n_dbs > 1 ? 1 + (int) (s->id % (uint64_t) (sl_gw.n_dbs - 1)) : 0;
+		sl_session_init(&s->sm, &sl_gw.cfg.limits);
+		s->opened_ms = s->last_rx_ms = sl_gw_now_ms();
 		lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
 		s->next = sl_gw.sessions;
 		if (sl_gw.sessions)
 			sl_gw.sessions->prev = s;
 		sl_gw.sessions = s;
+		s->hnext = sess_table[s->id & (SL_SESS_BUCKETS - 1)];
+		sess_table[s->id & (SL_SESS_BUCKETS - 1)] = s;
+		sl_gw.n_sessions++;
 		sl_gw_log("session %llu peer=%s: connect", (unsigned long long) s->id, s->peer);
 		break;
 
 	case LWS_CALLBACK_RECEIVE:
 		if (!s || !s->id)
 			return -1;
+		s->last_rx_ms = sl_gw_now_ms();
+		s->ping_sent = false;
 		if (s->close_after)
 			break; /* closing: every frame is ignored */
 		if (!rx_append(s, in, len)) {
@@ -781,29 +1448,17 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			on_message(s, lws_frame_is_binary(wsi));
 		break;
 
-	case LWS_CALLBACK_SERVER_WRITEABLE: {
-		if (!s || !s->id)
-			return -1;
-		sl_out *o = s->q_head;
-		if (o) {
-			s->q_head = o->next;
-			if (!s->q_head)
-				s->q_tail = NULL;
-			s->q_bytes -= o->len;
-			int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
-			size_t want = o->len;
-			free(o);
-			if (n < (int) want)
-				return -1;
-		}
-		if (s->q_head) {
-			lws_callback_on_writable(wsi);
-		} else if (s->close_after) {
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, NULL, 0);
-			return -1;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (s && s->id) {
+			s->last_rx_ms = sl_gw_now_ms();
+			s->ping_sent = false;
 		}
 		break;
-	}
+
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (!s || !s->id)
+			return -1;
+		return on_writeable(s, wsi);
 
 	case LWS_CALLBACK_CLOSED:
 		if (!s || !s->id)
@@ -816,9 +1471,12 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			sl_gw.sessions = s->next;
 		if (s->next)
 			s->next->prev = s->prev;
+		sess_table_remove(s);
+		sl_gw.n_sessions--;
 		sess_free_queue(s);
 		free(s->rx);
 		free(s->token);
+		free(s->gkey);
 		json_decref(s->req_groups);
 		json_decref(s->groups);
 		s->id = 0;

@@ -355,7 +355,7 @@ BEGIN
       INTO res, last, n
       FROM (SELECT o.seq,
                    jsonb_build_object('seq', o.seq, 'op_id', o.op_id, 'client_id', o.client_id,
-                                      'table', o.table_name, 'row', o.row_id, 'kind', o.kind,
+                                      'table', o.table_name, 'row', o.row_id, 'group', o.grp, 'kind', o.kind,
                                       'fields', o.fields, 'hlc', lpad(to_hex(o.hlc), 16, '0')) AS change
               FROM synclog.ops o
              WHERE o.seq > after AND o.seq <= st.high_water AND o.grp = ANY (groups)
