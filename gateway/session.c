@@ -32,8 +32,8 @@
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
  *     it further.
- * The exception is a snapshot, queued whole (its rows come in one answer of
- * synclog.snapshot); see the README's limits.
+ * A snapshot is read a page at a time (synclog.snapshot_page), the next page
+ * only once the queue is below half the bound, so it is bounded too.
  *
  * Timers: every second a sweep closes sessions that sent no hello within
  * cfg.hello_timeout_s, sends a WebSocket ping to sessions silent for half of
@@ -51,6 +51,8 @@
 
 /* Changes read per query, for a backlog and for one fan-out round. */
 #define SL_CHANGES_PER_QUERY 1000
+/* Rows per snapshot frame (one synclog.snapshot_page call each). */
+#define SL_SNAPSHOT_PAGE_ROWS 500
 /* How long a closing session may take to write its last frame. */
 #define SL_CLOSE_GRACE_MS 5000
 /* Buckets of the session id table (a power of two). */
@@ -104,6 +106,11 @@ typedef struct sl_sess {
 	bool live;                   /* backlog sent: the fan-out serves it */
 	bool behind;                 /* a changes frame was not queued: catch up when drained */
 	bool backlog_busy;           /* a backlog query is in flight */
+
+	/* a snapshot being sent, page by page */
+	bool snapshotting;
+	uint64_t snap_cursor;        /* the first page's cursor: the snapshot's */
+	char *snap_table, *snap_row; /* malloc'd: where the next page starts */
 } sl_sess;
 
 /* What a pending query needs to find its session again. */
@@ -642,24 +649,33 @@ go_live(sl_sess *s)
 
 static void on_backlog_result(void *arg, PGresult *res, const char *error);
 
-/* Asks for the next piece of the session's backlog: a snapshot at cursor 0,
- * else changes after its cursor. */
+/* Asks for the next piece of the session's backlog: the next page of the
+ * snapshot being sent, a snapshot's first page at cursor 0, else changes after
+ * its cursor. */
 static void
 backlog_next(sl_sess *s)
 {
 	char *lit = groups_literal(s->groups);
 	char cur[32], max[16];
-	sl_pending *p = pending_new(s, s->cursor == 0 ? PQ_SNAPSHOT : PQ_BACKLOG);
+	bool snap = s->snapshotting || s->cursor == 0;
+	sl_pending *p = pending_new(s, snap ? PQ_SNAPSHOT : PQ_BACKLOG);
 	int rc = -1;
 
 	s->live = false;
+	if (snap && !s->snapshotting) {
+		s->snapshotting = true;
+		free(s->snap_table);
+		free(s->snap_row);
+		s->snap_table = s->snap_row = NULL;
+	}
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) s->cursor);
-	snprintf(max, sizeof max, "%d", SL_CHANGES_PER_QUERY);
+	snprintf(max, sizeof max, "%d", snap ? SL_SNAPSHOT_PAGE_ROWS : SL_CHANGES_PER_QUERY);
 	if (lit && p) {
-		if (s->cursor == 0) {
-			const char *params[1] = { lit };
-			rc = sl_gw_query(s->dbi, "SELECT synclog.snapshot($1::text[])::text", 1, params,
-			                 on_backlog_result, p);
+		if (snap) {
+			const char *params[4] = { lit, s->snap_table, s->snap_row, max };
+			rc = sl_gw_query(s->dbi,
+			                 "SELECT synclog.snapshot_page($1::text[], $2, $3, $4::int)::text", 4,
+			                 params, on_backlog_result, p);
 		} else {
 			const char *params[3] = { lit, cur, max };
 			rc = sl_gw_query(s->dbi, changes_sql, 3, params, on_backlog_result, p);
@@ -675,33 +691,50 @@ backlog_next(sl_sess *s)
 	s->backlog_busy = true;
 }
 
+/* One page of a snapshot has arrived: one snapshot frame. */
 static void
 snapshot_result(sl_sess *s, PGresult *res)
 {
 	json_t *j = json_loads(PQgetvalue(res, 0, 0), 0, NULL); /* new */
 	json_t *jc = j ? json_object_get(j, "cursor") : NULL;   /* borrowed */
-	if (!json_is_integer(jc) || json_integer_value(jc) < 0) {
+	json_t *rows = j ? json_object_get(j, "rows") : NULL;   /* borrowed */
+	json_t *more = j ? json_object_get(j, "more") : NULL;   /* borrowed */
+	if (!json_is_integer(jc) || json_integer_value(jc) < 0 || !json_is_array(rows) ||
+	    !json_is_boolean(more)) {
 		json_decref(j);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "unexpected answer from the database", true);
 		return;
 	}
-	uint64_t cursor = (uint64_t) json_integer_value(jc);
-	json_t *rows = json_object_get(j, "rows"); /* borrowed */
-	size_t n = json_array_size(rows), i = 0;
-	do {
-		size_t k = n - i < 500 ? n - i : 500;
-		json_t *chunk = json_array(); /* new */
-		for (size_t m = 0; m < k; m++)
-			json_array_append(chunk, json_array_get(rows, i + m));
-		i += k;
-		queue_owned(s, sl_encode_snapshot(chunk, cursor, i >= n));
-		json_decref(chunk);
-	} while (i < n && !s->close_after);
+	if (!s->snap_table) /* the first page: its cursor is the snapshot's */
+		s->snap_cursor = (uint64_t) json_integer_value(jc);
+	bool done = !json_is_true(more);
+	queue_owned(s, sl_encode_snapshot(rows, s->snap_cursor, done));
+	if (!done) {
+		const char *t = json_string_value(json_object_get(j, "table"));
+		const char *r = json_string_value(json_object_get(j, "row"));
+		free(s->snap_table);
+		free(s->snap_row);
+		s->snap_table = t ? strdup(t) : NULL;
+		s->snap_row = r ? strdup(r) : NULL;
+		if (!s->snap_table || !s->snap_row) {
+			json_decref(j);
+			queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "unexpected answer from the database", true);
+			return;
+		}
+	}
 	json_decref(j);
-	s->cursor = cursor;
 	if (s->close_after)
 		return;
-	if (cursor > 0)
+	if (!done) {
+		if (s->q_bytes > sl_gw.cfg.send_queue_bytes / 2)
+			s->behind = true; /* the next page once the queue drains */
+		else
+			backlog_next(s);
+		return;
+	}
+	s->snapshotting = false;
+	s->cursor = s->snap_cursor;
+	if (s->cursor > 0)
 		backlog_next(s); /* whatever committed after the snapshot's cursor */
 	else
 		go_live(s);      /* an empty log: live changes from seq 1 */
@@ -1477,6 +1510,8 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		free(s->rx);
 		free(s->token);
 		free(s->gkey);
+		free(s->snap_table);
+		free(s->snap_row);
 		json_decref(s->req_groups);
 		json_decref(s->groups);
 		s->id = 0;

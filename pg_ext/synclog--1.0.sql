@@ -399,6 +399,75 @@ BEGIN
 END
 $$;
 
+-- One page of a snapshot, for readers that must bound their memory (the
+-- gateway): at most max rows after the position (after_table, after_row) in
+-- (table name, row id) order; two NULLs start at the beginning.  Returns
+-- {"rows":[...], "cursor":N, "more":bool, "table":t, "row":r}, table/row being
+-- the position of the last row returned (pass it back for the next page).
+-- Pages are read at different moments: a reader takes the FIRST page's cursor
+-- as the snapshot's and then applies changes() after it; a change already
+-- reflected in a later page is then applied twice, which per-field LWW makes
+-- harmless.
+CREATE FUNCTION synclog.snapshot_page(groups text[], after_table text, after_row text, max int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      record;
+    part   jsonb;
+    rows   jsonb := '[]'::jsonb;
+    n      int := 0;
+    got    int;
+    last_t text;
+    cur    bigint;
+BEGIN
+    IF groups IS NULL THEN
+        RAISE EXCEPTION 'synclog.snapshot_page needs an array of groups' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max IS NULL OR max < 1 THEN
+        RAISE EXCEPTION 'max must be a positive integer, not %', coalesce(max::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (after_table IS NULL) <> (after_row IS NULL) THEN
+        RAISE EXCEPTION 'after_table and after_row go together (both NULL for the first page)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.high_water INTO cur FROM synclog.state s;
+    FOR t IN
+        SELECT tr.tbl, tr.name, tr.pk_column, format_type(a.atttypid, a.atttypmod) AS pk_type
+          FROM synclog.tracked tr
+          JOIN pg_attribute a ON a.attrelid = tr.tbl AND a.attname = tr.pk_column
+         WHERE after_table IS NULL OR tr.name >= after_table
+         ORDER BY tr.name
+    LOOP
+        EXIT WHEN n >= max;
+        EXECUTE format(
+            'SELECT coalesce(jsonb_agg(r.j ORDER BY r.row_id), ''[]''::jsonb), count(*)::int '
+            'FROM (SELECT m.row_id, jsonb_build_object(''table'', $2, ''row'', m.row_id, '
+            '''fields'', to_jsonb(x), ''clocks'', m.clocks) AS j '
+            'FROM synclog.row_meta m JOIN %s x ON x.%I = m.row_id::%s '
+            'WHERE m.tbl = $3 AND NOT m.deleted AND m.grp = ANY ($1) '
+            'AND ($4::text IS NULL OR m.row_id > $4) '
+            'ORDER BY m.row_id LIMIT $5) r',
+            t.tbl, t.pk_column, t.pk_type)
+          INTO part, got
+          USING groups, t.name, t.tbl,
+                CASE WHEN t.name = after_table THEN after_row END, max - n;
+        IF got > 0 THEN
+            rows := rows || part;
+            n := n + got;
+            last_t := t.name;
+        END IF;
+    END LOOP;
+    IF n = 0 THEN
+        RETURN jsonb_build_object('rows', rows, 'cursor', cur, 'more', false);
+    END IF;
+    -- A full page may be the last: "more" then costs one empty page.
+    RETURN jsonb_build_object('rows', rows, 'cursor', cur, 'more', n >= max,
+                              'table', last_t, 'row', (rows -> -1) ->> 'row');
+END
+$$;
+
 CREATE FUNCTION synclog.tables() RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -474,11 +543,13 @@ CREATE EVENT TRIGGER synclog_sql_drop ON sql_drop
 REVOKE ALL ON FUNCTION synclog.track(regclass, name), synclog.untrack(regclass),
     synclog.create_token(text, text[], bool), synclog.revoke_token(text),
     synclog.authenticate(text), synclog.push(text, text, jsonb), synclog.cursor(),
-    synclog.changes(text[], bigint, int), synclog.snapshot(text[]), synclog.tables(),
+    synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
+    synclog.snapshot_page(text[], text, text, int), synclog.tables(),
     synclog.compact(), synclog.wait_sequenced(interval) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION synclog.authenticate(text), synclog.push(text, text, jsonb),
     synclog.cursor(), synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
+    synclog.snapshot_page(text[], text, text, int),
     synclog.tables() TO synclog_gateway;
 
 -- The sequencer for this database starts once CREATE EXTENSION commits.

@@ -103,6 +103,33 @@ SELECT synclog.snapshot(ARRAY['C']) -> 'rows' AS rows,
        (synclog.snapshot(ARRAY['C']) ->> 'cursor')::bigint - :c0 AS cursor;
 SELECT synclog.snapshot(ARRAY['A']) ->> 'cursor' AS snap_cursor \gset
 SELECT :snap_cursor::bigint = synclog.cursor() AS at_high_water;
+-- snapshot_page: the same rows as snapshot(), page by page in (table, row)
+-- order, each page resuming after the position the previous one returned.
+CREATE FUNCTION pg_temp.paged(groups text[], page int) RETURNS jsonb LANGUAGE plpgsql AS $f$
+DECLARE p jsonb; t text; r text; acc jsonb := '[]'; pages int := 0;
+BEGIN
+    LOOP
+        p := synclog.snapshot_page(groups, t, r, page);
+        acc := acc || (p -> 'rows');
+        pages := pages + 1;
+        EXIT WHEN NOT (p ->> 'more')::boolean;
+        t := p ->> 'table';
+        r := p ->> 'row';
+    END LOOP;
+    RETURN jsonb_build_object('rows', acc, 'pages', pages);
+END
+$f$;
+SELECT page, pg_temp.paged(ARRAY['A', 'B'], page) -> 'rows' = synclog.snapshot(ARRAY['A', 'B']) -> 'rows' AS same_rows,
+       pg_temp.paged(ARRAY['A', 'B'], page) -> 'pages' AS pages
+  FROM generate_series(1, 4) page;
+SELECT synclog.snapshot_page(ARRAY['C'], NULL, NULL, 10) - 'cursor' AS empty_page;
+SELECT synclog.snapshot_page(ARRAY['A'], 'ch_items', NULL, 10);
+SELECT synclog.snapshot_page(ARRAY['A'], NULL, NULL, 0);
+SELECT synclog.snapshot_page(NULL, NULL, NULL, 10);
+-- Each change names its group.
+SELECT c ->> 'row' AS row, c ->> 'group' AS grp
+  FROM jsonb_array_elements(synclog.changes(ARRAY['A', 'B'], :c0, 100) -> 'changes') c
+ ORDER BY (c ->> 'seq')::bigint LIMIT 4;
 -- What happens after a snapshot is exactly what changes() gives from its cursor.
 SELECT r -> 'rejected' AS rejected FROM synclog.push(:'tok_a', 'ca', $$[
   {"id": "cc000000-0000-0000-0000-000000000006", "table": "ch_items", "row": "3", "kind": "delete",
