@@ -41,9 +41,12 @@ demo: deps
 	@$(MAKE) --no-print-directory install
 	@scripts/demo.sh
 
+# The extension's figures (bench/run.sh), then the gateway's (bench/gateway.sh,
+# run by bench/run.sh; its tools are built by bench/Makefile).
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory -C bench
 	@bench/run.sh
 
 clean:

@@ -33,6 +33,11 @@
 #   4. CPU accounting: the share of the machine's CPU that other processes
 #      (or the hypervisor, as steal) took during the measurements; above 5%
 #      the figures are flagged as noisy.
+#   5. The gateway (issue 4): bench/gateway.sh, run once the figures above
+#      are taken and this cluster is stopped (it starts its own, with
+#      pg_stat_statements): fan-out latency against a bare libwebsockets
+#      broadcast, queries per notification, memory per idle connection, push
+#      throughput against pgbench.  Its rows join the table and results.json.
 #
 # Output: a table on stdout and bench/results.json (a JSON list of objects
 # with keys name, value, unit, baseline, ratio, target, met, plus min, max and
@@ -48,6 +53,8 @@
 #   BENCH_QUICK=1     3 trials of 3 s, 5 s of lag probing (default 5 x 10 s, 20 s)
 #   BENCH_TRIALS, BENCH_SECONDS, BENCH_LAG_SECONDS   override those
 #   BENCH_CLIENTS (8), BENCH_THREADS (2)
+#   BENCH_GATEWAY=0   skip the gateway's figures (bench/gateway.sh lists its own
+#                     durations, quick and full)
 #   PG_CONFIG / PG_BINDIR   where PostgreSQL's binaries are
 #   TMPDIR (or CLUSTER_TMPDIR)   where the cluster's directory is made (/tmp)
 #
@@ -57,7 +64,8 @@
 # Ctrl-C and TERM) first stops every process this script started that is still
 # running (kill_children), then stops the cluster and removes its directory.
 #
-# Only bash, psql, pgbench, a C compiler with libpq, and coreutils/awk.
+# Only bash, psql, pgbench, a C compiler with libpq, and coreutils/awk (and,
+# for the gateway's part, libwebsockets and the tools of bench/Makefile).
 
 set -euo pipefail
 
@@ -91,6 +99,8 @@ CLUSTER_TMPDIR=${CLUSTER_TMPDIR:-${TMPDIR:-/tmp}}
 CLUSTER_PRELOAD=synclog
 # shellcheck source=tests/lib/cluster.sh
 source "$REPO/tests/lib/cluster.sh"
+# shellcheck source=bench/report.sh
+source "$BENCH_DIR/report.sh"
 
 # What is measured: the installed library (the cluster loads it at start).
 PKGLIBDIR=$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)
@@ -338,13 +348,6 @@ for ((t = 1; t <= TRIALS; t++)); do
 	echo "$line"
 done
 
-# stats VALUES...: "median min max" of the values.
-stats() {
-	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1}
-		END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-		     printf "%.3f %.3f %.3f\n", m, v[1], v[NR]}'
-}
-
 declare -A MED=() MIN=() MAX=()
 for f in "${FIGS[@]}"; do
 	# shellcheck disable=SC2086  # a list of numbers
@@ -401,11 +404,29 @@ if awk -v o="$CPU_OTHER" -v s="$CPU_STEAL" 'BEGIN {exit !(o + s >= 5)}'; then
 fi
 echo
 
+# --- the gateway (bench/gateway.sh) ----------------------------------------------------
+#
+# It starts a cluster of its own (with pg_stat_statements preloaded), so this
+# one is stopped first.  Its rows are added to the table below; when it fails
+# the figures above are still reported and the exit status is 1.
+
+GW_ROWS_FILE=$BUILD_DIR/gateway/rows.txt
+GW_STATUS=0 GW_NOTE=""
+if [[ ${BENCH_GATEWAY:-1} != 0 ]]; then
+	cluster_stop
+	rm -f "$GW_ROWS_FILE" "$GW_ROWS_FILE.note"
+	GW_ROWS_OUT=$GW_ROWS_FILE "$BENCH_DIR/gateway.sh" || GW_STATUS=$?
+	[[ ! -f $GW_ROWS_FILE.note ]] || GW_NOTE=$(cat "$GW_ROWS_FILE.note")
+	if ((GW_STATUS != 0)); then
+		echo "bench: the gateway benchmarks failed (status $GW_STATUS; see above); their figures are missing or partial" >&2
+		GW_NOTE+="${GW_NOTE:+; }the gateway benchmarks FAILED"
+	fi
+	echo
+fi
+
 # --- report -------------------------------------------------------------------------
 
-# Each row: name|label|value|unit|baseline|ratio|target(text)|met(true/false/null)|min|max|count
-ROWS=()
-add_row() { ROWS+=("$(IFS='|'; echo "$*")"); }
+# Each row: see bench/report.sh (add_row, print_rows_table, write_rows_json).
 
 BASE=${MED[baseline]}
 add_row baseline_insert_rows_per_s "baseline INSERT, untracked" "$BASE" rows/s "" "" "" null \
@@ -436,50 +457,14 @@ add_row seqlag_p50_ms "sequencer lag p50" "${LAG[p50_ms]:-0}" ms "" "" "" null "
 add_row seqlag_p99_ms "sequencer lag p99" "${LAG[p99_ms]:-0}" ms "" "" "<= 5 ms" "$lag_met" "" "" "${LAG[samples]:-0}"
 add_row seqlag_max_ms "sequencer lag max" "${LAG[max_ms]:-0}" ms "" "" "" null "" "" "${LAG[samples]:-0}"
 add_row other_cpu_percent "CPU used by other processes" "$CPU_OTHER" "%" "" "" "" null "" "" ""
+if [[ -f $GW_ROWS_FILE ]]; then
+	while IFS= read -r row; do ROWS+=("$row"); done <"$GW_ROWS_FILE"
+fi
 
-fmt_num() { # a number for the table: integers from 100 up, 2 decimals below
-	awk -v v="$1" 'BEGIN {if (v >= 100 || v == int(v)) printf "%.0f", v; else printf "%.2f", v}'
-}
-
-printf '%-30s %-30s %-16s %-8s %-18s %s\n' figure value baseline ratio target met
-printf '%-30s %-30s %-16s %-8s %-18s %s\n' ------------------------------ ------------------------------ ---------------- -------- ------------------ -------
-for row in "${ROWS[@]}"; do
-	IFS='|' read -r name label value unit base ratio target met mn mx count <<<"$row"
-	v="$(fmt_num "$value") $unit"
-	if [[ -n $mn ]]; then
-		v+=" [$(fmt_num "$mn")-$(fmt_num "$mx")]"
-	elif [[ $name == seqlag_* ]]; then
-		v+=" (n=$count)"
-	fi
-	b="-"; [[ -z $base ]] || b="$(fmt_num "$base") rows/s"
-	rt="-"; [[ -z $ratio ]] || rt="$(printf '%.2f' "$ratio")x"
-	case $met in true) m=met ;; false) m="NOT met" ;; *) m="-" ;; esac
-	printf '%-30s %-30s %-16s %-8s %-18s %s\n' "$label" "$v" "$b" "$rt" "${target:--}" "$m"
-done
-echo "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications)"
-
-json_num() { [[ -n $1 ]] && echo "$1" || echo null; }
-json_str() { [[ -n $1 ]] && printf '"%s"' "$1" || echo null; }
-{
-	printf '[\n'
-	n=${#ROWS[@]}
-	for ((i = 0; i < n; i++)); do
-		IFS='|' read -r name label value unit base ratio target met mn mx count <<<"${ROWS[i]}"
-		printf '  {"name": "%s", "value": %s, "unit": "%s", "baseline": %s, "ratio": %s, "target": %s, "met": %s' \
-			"$name" "$value" "$unit" "$(json_num "$base")" "$(json_num "$ratio")" "$(json_str "$target")" "$met"
-		if [[ -n $mn ]]; then
-			printf ', "min": %s, "max": %s, "trials": %s' "$mn" "$mx" "$count"
-		elif [[ -n $count ]]; then
-			printf ', "samples": %s' "$count"
-		fi
-		sep=,
-		((i < n - 1)) || sep=""
-		printf '}%s\n' "$sep"
-	done
-	printf ']\n'
-} >"$RESULTS.tmp"
-mv "$RESULTS.tmp" "$RESULTS"
+print_rows_table "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications${GW_NOTE:+; $GW_NOTE})"
+write_rows_json "$RESULTS"
 echo "wrote $RESULTS ($(($(date +%s) - T_START)) s; raw trials in $TRIALS_FILE, lag samples in $BUILD_DIR/seqlag_samples.txt)"
 if [[ $(so_fingerprint) != "$SO_MD5" ]]; then
 	echo "bench: WARNING: $SO_PATH changed during the run (now md5 $(so_fingerprint)); the cluster used the library it loaded at start (md5 $SO_MD5)" >&2
 fi
+((GW_STATUS == 0)) || exit 1
