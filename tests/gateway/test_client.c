@@ -13,7 +13,9 @@
  * --origin adds an "Origin: ORIGIN" header to the handshake (none by
  * default, as a non-browser client).  --rcvbuf sets SO_RCVBUF before
  * connecting, so that a client that stops reading fills the kernel's buffers
- * after a few kilobytes rather than megabytes.
+ * after some kilobytes rather than megabytes.  It also fixes the TCP window
+ * for the whole connection (no window scaling): a few kilobytes make every
+ * later read slow, 64 kB does not.
  *
  * The script has one command per line; every wait is bounded:
  *   send TEXT           one text frame
@@ -543,6 +545,7 @@ main(int argc, char **argv)
 			printf(file_exists(file) ? "RESUMED\n" : "TIMEOUT\n");
 		} else if (!strcmp(line, "sleep")) {
 			sleep_ms(strtol(arg, NULL, 10));
+
 		} else if (line[0] && line[0] != '#') {
 			printf("ERROR unknown command %s\n", line);
 			status = 3;

@@ -8,13 +8,15 @@
 # `team`; dropped on exit) and starts several gateways, each with the options
 # its cases need, on free loopback ports.  One PASS/FAIL line per check:
 #   1. slow client (--send-queue-bytes 65536): S hellos and stops reading
-#      (SO_RCVBUF 4096); a publisher pushes 4 MB of changes in 64 pushes; a
-#      fast client F of the same group gets every one of them while S is
-#      still stalled; the gateway's VmRSS grows by less than half the bytes
-#      pushed; S then resumes and gets every change once, in seq order, up to
-#      the last one in synclog.ops.  This gateway runs with ASan's quarantine
-#      off (quarantine_size_mb=0): by default ASan keeps 256 MB of freed
-#      memory resident, which VmRSS would count;
+#      (SO_RCVBUF 64 kB); a publisher pushes twice 4 MB of changes, 64
+#      pushes each time; a fast client F of the same group gets every one of
+#      them while S is still stalled; the gateway's VmRSS grows by less than
+#      half the bytes of the second round (the first one warms it up); S then
+#      resumes and gets every change once, in seq order, up to the last one
+#      in synclog.ops, and no frame longer than the queue bound (each change
+#      is 8 kB).  This gateway runs with ASan's quarantine off
+#      (quarantine_size_mb=0): by default ASan keeps 256 MB of freed memory
+#      resident, which VmRSS would count;
 #   2. kill -9 of a gateway while a client's 40 pushes of 200 ops are being
 #      acked; a client of a new gateway resends every op (same ids): each op
 #      is acked by the new gateway and is in synclog.ops exactly once;
@@ -154,11 +156,15 @@ tok=$(token main "'probe','slow','kd','ord','origin','mc','idle','mh'") &&
 	exit 1
 }
 
-# free_port: a loopback port nothing answers on.
+# free_port: a loopback port nothing answers on, below the kernel's range of
+# ephemeral ports when there is room (a port in that range may be the local
+# end of some outgoing connection, which a listener cannot bind).
 free_port() {
-	local p i
+	local lo=32768 p i
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	((lo > 21000)) || lo=60000
 	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % (lo - 20000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -224,41 +230,50 @@ compare_seqs() {
 	return 1
 }
 
-# start_gw NAME PORT ARGS...: starts a gateway (--listen 127.0.0.1:PORT ARGS,
-# stderr in $tmp/gw-NAME.err; GW_ASAN_EXTRA, when set, is appended to
-# ASAN_OPTIONS) and waits up to 15 s until a hello gets welcome.  Returns 1,
-# after printing why, when it exits or is not ready by then.
+# start_gw NAME ARGS...: starts a gateway on a free loopback port (--listen
+# 127.0.0.1:PORT ARGS; the port in gw_port[NAME], stderr in
+# $tmp/gw-NAME.err; GW_ASAN_EXTRA, when set, is appended to ASAN_OPTIONS) and
+# waits up to 15 s until a hello gets welcome.  A port taken meanwhile ("cannot
+# listen") is retried with another.  Returns 1, after printing why, when the
+# gateway exits or is not ready by then.
 start_gw() {
-	local name=$1 port=$2 end st
-	shift 2
-	env ASAN_OPTIONS="$ASAN_OPTIONS${GW_ASAN_EXTRA:+:$GW_ASAN_EXTRA}" \
-		"$gw" --listen "127.0.0.1:$port" "$@" 2>"$tmp/gw-$name.err" &
-	gw_pid[$name]=$!
-	gw_port[$name]=$port
+	local name=$1 port end st try
+	shift
 	hello "$tok" "probe-$name" '["probe"]' 0 >"$tmp/probe-$name.in"
 	echo "recv 3" >>"$tmp/probe-$name.in"
-	end=$((SECONDS + 15))
-	while ((SECONDS < end)); do
-		if ! kill -0 "${gw_pid[$name]}" 2>/dev/null; then
-			wait "${gw_pid[$name]}"
-			st=$?
-			gw_pid[$name]=""
-			echo "--- gateway $name ($*) exited with status $st; its stderr:"
-			tail -n 20 "$tmp/gw-$name.err"
-			return 1
-		fi
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			client_fg "probe-$name" "$port"
-			if grep -q '"type":"welcome"' "$tmp/probe-$name.out"; then
-				gw_ready[$name]=1
-				return 0
+	for ((try = 0; try < 5; try++)); do
+		port=$(free_port) || { echo "--- gateway $name: no free port"; return 1; }
+		env ASAN_OPTIONS="$ASAN_OPTIONS${GW_ASAN_EXTRA:+:$GW_ASAN_EXTRA}" \
+			"$gw" --listen "127.0.0.1:$port" "$@" 2>"$tmp/gw-$name.err" &
+		gw_pid[$name]=$!
+		gw_port[$name]=$port
+		end=$((SECONDS + 15))
+		while ((SECONDS < end)); do
+			if ! kill -0 "${gw_pid[$name]}" 2>/dev/null; then
+				wait "${gw_pid[$name]}"
+				st=$?
+				gw_pid[$name]=""
+				grep -q "cannot listen" "$tmp/gw-$name.err" && continue 2
+				echo "--- gateway $name ($*) exited with status $st; its stderr:"
+				tail -n 20 "$tmp/gw-$name.err"
+				return 1
 			fi
-		fi
-		sleep 0.1
+			if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+				client_fg "probe-$name" "$port"
+				if grep -q '"type":"welcome"' "$tmp/probe-$name.out"; then
+					gw_ready[$name]=1
+					return 0
+				fi
+			fi
+			sleep 0.1
+		done
+		echo "--- gateway $name ($*): no welcome within 15 s; probe output and gateway stderr:"
+		show "$tmp/probe-$name.out"
+		tail -n 20 "$tmp/gw-$name.err"
+		return 1
 	done
-	echo "--- gateway $name ($*): no welcome within 15 s; probe output and gateway stderr:"
-	show "$tmp/probe-$name.out"
-	tail -n 20 "$tmp/gw-$name.err"
+	echo "--- gateway $name: could not listen on 5 ports; its stderr:"
+	tail -n 5 "$tmp/gw-$name.err"
 	return 1
 }
 
@@ -314,14 +329,22 @@ mkdir -p "$tmp/static"
 	echo "// app.js"
 	head -c 20000 /dev/urandom | base64 | sed 's/^/\/\/ /'
 } >"$tmp/static/app.js"
-port1=$(free_port)
-GW_ASAN_EXTRA=quarantine_size_mb=0 start_gw g1 "$port1" --db "$conninfo" --db-connections 4 \
+# --idle-timeout 300: the stalled client of case 1 sends nothing for a while;
+# no idle ping or close may interfere there (case 8 tests those).
+GW_ASAN_EXTRA=quarantine_size_mb=0 start_gw g1 --db "$conninfo" --db-connections 4 --idle-timeout 300 \
 	--send-queue-bytes 65536 --allow-origin "http://good.example,http://also.example" --static "$tmp/static"
+port1=${gw_port[g1]:-}
 
 # --- 1. slow client -----------------------------------------------------------
+# S stalls from the start.  The publisher pushes twice 4 MB; F must have every
+# change of a round before the next.  Memory: VmRSS after the first round
+# (the gateway's working set for this traffic is then allocated) against
+# VmRSS after the second: a gateway that kept S's share would grow by about
+# the 4 MB of the second round, a bounded one by little.
 c1="slow client:"
 if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" \
-	"$c1 gateway memory stays bounded" "$c1 the stalled client resumes and gets every change once, in order"; then
+	"$c1 gateway memory stays bounded" "$c1 the stalled client resumes and gets every change once, in order" \
+	"$c1 no frame to the slow client is longer than --send-queue-bytes"; then
 	c0=$(sql -c "SELECT synclog.wait_sequenced()")
 	{
 		hello "$tok" c-slow '["slow"]' "$c0"
@@ -329,7 +352,7 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 		echo "stall 90 $tmp/s.resume"
 		echo "readuntil $tmp/s.done 60"
 	} >"$tmp/slow_s.in"
-	client_bg slow_s "$port1" --rcvbuf 4096
+	client_bg slow_s "$port1" --rcvbuf 65536
 	pid_s=$last_pid
 	{
 		hello "$tok" c-fast '["slow"]' "$c0"
@@ -337,50 +360,69 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 	} >"$tmp/slow_f.in"
 	client_bg slow_f "$port1"
 	pid_f=$last_pid
-	# 64 pushes of 8 ops, each op with an 8000-byte title: 4 MB pushed.
-	big=$(printf '%*s' 8000 '' | tr ' ' x)
-	{
-		hello "$tok" c-pub '["slow"]' "$c0"
-		echo "recv 5"
-		for ((p = 0; p < 64; p++)); do
-			ops=""
-			for ((k = 0; k < 8; k++)); do
-				n=$((p * 8 + k))
-				ops+="${ops:+,}$(op "$(printf '01000000-0000-4000-8000-%012d' "$n")" "slow-$n" slow ",\"title\":\"$big\",\"prio\":$n")"
-			done
-			echo "send {\"type\":\"push\",\"ops\":[$ops]}"
-		done
-		echo 'await 64 60 "type":"ack"'
-	} >"$tmp/slow_p.in"
-	pushed_kb=$(($(wc -c <"$tmp/slow_p.in") / 1024))
-	if wait_grep 10 "$tmp/slow_s.out" '^STALLING' && wait_grep 10 "$tmp/slow_f.out" '"type":"welcome"'; then
-		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/${gw_pid[g1]}/status")
-		client_fg slow_p "$port1"
-		nacks=$(grep -c '"type":"ack"' "$tmp/slow_p.out")
+	# pub_script NAME FIRST: a publisher's 64 pushes of 8 ops, numbered from
+	# FIRST, each op with an 8000-byte title: 4 MB.
+	pub_script() {
+		{
+			hello "$tok" "c-$1" '["slow"]' "$c0"
+			echo "recv 5"
+			awk -v first="$2" 'BEGIN {
+				big = sprintf("%8000s", ""); gsub(/ /, "x", big)
+				for (p = 0; p < 64; p++) {
+					line = "send {\"type\":\"push\",\"ops\":["
+					for (k = 0; k < 8; k++) {
+						n = first + p * 8 + k
+						line = line (k ? "," : "") sprintf("{\"id\":\"01000000-0000-4000-8000-%012d\",\"table\":\"issues\",\"row\":\"slow-%d\",\"kind\":\"upsert\",\"fields\":{\"team\":\"slow\",\"title\":\"%s\",\"prio\":%d},\"hlc\":\"0000000000000002\"}", n, n, big, n)
+					}
+					print line "]}"
+				}
+			}'
+			echo 'await 64 60 "type":"ack"'
+		} >"$tmp/$1.in"
+	}
+	# publish NAME FIRST: one round; sets nacks (acks received), last (the
+	# highest seq of group slow) and $tmp/slow.expected (every seq of group
+	# slow after c0); waits (bounded) until F has the last one.
+	publish() {
+		pub_script "$1" "$2"
+		client_fg "$1" "$port1"
+		nacks=$(grep -c '"type":"ack"' "$tmp/$1.out")
 		sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
 		sql -c "SELECT seq FROM synclog.ops WHERE grp = 'slow' AND seq > $c0 ORDER BY seq" >"$tmp/slow.expected"
 		last=$(tail -n 1 "$tmp/slow.expected")
-		echo "slow client: $nacks acks for 64 pushes (${pushed_kb} kB); $(wc -l <"$tmp/slow.expected") changes, last seq $last"
+		echo "slow client: round $1: $nacks acks for 64 pushes ($(($(wc -c <"$tmp/$1.in") / 1024)) kB); last seq $last"
 		wait_grep 60 "$tmp/slow_f.out" "\"seq\": ?$last[,}]" "$pid_f"
+		if ((nacks != 64)); then
+			grep -vE '"type":"(ack|changes)"' "$tmp/$1.out" | cut -c1-300 | head -n 10
+		fi
+	}
+	rss() { awk '/^VmRSS/ {print $2}' "/proc/${gw_pid[g1]}/status" 2>/dev/null; }
+	if wait_grep 10 "$tmp/slow_s.out" '^STALLING' && wait_grep 10 "$tmp/slow_f.out" '"type":"welcome"'; then
+		rss0=$(rss)
+		publish pub1 0
+		nacks1=$nacks
+		rss1=$(rss)
+		publish pub2 512
 		sleep 0.5 # a duplicate sent right after the last change would show
+		rss2=$(rss)
+		pushed_kb=$(($(wc -c <"$tmp/pub2.in") / 1024))
 		stalled=1
 		grep -qE '^(RESUMED|TIMEOUT|CLOSED)' "$tmp/slow_s.out" && stalled=0
-		rss1=$(awk '/^VmRSS/ {print $2}' "/proc/${gw_pid[g1]}/status" 2>/dev/null)
 		touch "$tmp/f.done"
 		wait_pid "$pid_f" 10
-		if ((nacks == 64 && stalled)) && [[ -s $tmp/slow.expected ]] && compare_seqs "$tmp/slow_f.out" "$tmp/slow.expected"; then
+		if ((nacks1 == 64 && nacks == 64 && stalled)) && [[ -s $tmp/slow.expected ]] &&
+			compare_seqs "$tmp/slow_f.out" "$tmp/slow.expected"; then
 			pass "$c1 a fast client gets every change while a slow one is stalled"
 		else
-			((stalled)) || echo "the slow client was no longer stalled"
-			grep -vE '"type":"(ack|changes)"' "$tmp/slow_p.out" | cut -c1-300 | head -n 10
+			((stalled)) || echo "the slow client was no longer stalled: $(grep -m 1 -E '^(RESUMED|TIMEOUT|CLOSED)' "$tmp/slow_s.out")"
 			fail "$c1 a fast client gets every change while a slow one is stalled"
 		fi
-		grown=$((${rss1:-0} - ${rss0:-0}))
-		echo "gateway VmRSS: ${rss0:-?} kB before the pushes, ${rss1:-?} kB after, grown by $grown kB; pushed ${pushed_kb} kB"
-		if [[ -n ${rss0:-} && -n ${rss1:-} ]] && ((grown < pushed_kb / 2)); then
-			pass "$c1 gateway memory stays bounded (VmRSS grew ${grown} kB < half of the ${pushed_kb} kB pushed)"
+		grown=$((${rss2:-0} - ${rss1:-0}))
+		echo "gateway VmRSS: ${rss0:-?} kB before, ${rss1:-?} kB after the first 4 MB, ${rss2:-?} kB after the second (${pushed_kb} kB)"
+		if [[ -n ${rss1:-} && -n ${rss2:-} ]] && ((grown < pushed_kb / 2)); then
+			pass "$c1 gateway memory stays bounded (VmRSS grew ${grown} kB over the second round < half of its ${pushed_kb} kB)"
 		else
-			fail "$c1 gateway memory stays bounded (VmRSS grew ${grown} kB, bound: half of the ${pushed_kb} kB pushed)"
+			fail "$c1 gateway memory stays bounded (VmRSS grew ${grown} kB over the second round; bound: half of its ${pushed_kb} kB)"
 		fi
 		touch "$tmp/s.resume"
 		wait_grep 60 "$tmp/slow_s.out" "\"seq\": ?$last[,}]" "$pid_s"
@@ -394,12 +436,22 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 			echo "last cursor sent to the slow client: ${last_cursor:-none}; last seq $last"
 			fail "$c1 the stalled client resumes and gets every change once, in order"
 		fi
+		# Each change is about 8.3 kB: a frame longer than the queue bound
+		# means the gateway queued more than the bound for this client.
+		biggest=$(awk '/^RECV / { if (length($0) - 5 > m) m = length($0) - 5 } END { print m + 0 }' "$tmp/slow_s.out")
+		if ((biggest <= 65536)); then
+			pass "$c1 no frame to the slow client is longer than --send-queue-bytes (longest: $biggest bytes)"
+		else
+			echo "frames to the slow client longer than 65536 bytes: $(awk 'length($0) - 5 > 65536' "$tmp/slow_s.out" | wc -l), the longest $biggest bytes"
+			fail "$c1 no frame to the slow client is longer than --send-queue-bytes (65536)"
+		fi
 	else
 		show "$tmp/slow_s.out"
 		show "$tmp/slow_f.out"
 		fail "$c1 a fast client gets every change while a slow one is stalled (clients not connected)"
 		fail "$c1 gateway memory stays bounded (not measured)"
 		fail "$c1 the stalled client resumes and gets every change once, in order (not run)"
+		fail "$c1 no frame to the slow client is longer than --send-queue-bytes (not run)"
 	fi
 	touch "$tmp/s.resume" "$tmp/s.done" "$tmp/f.done"
 fi
@@ -478,7 +530,7 @@ if need_gw g1 "$c5 a listed Origin is accepted" "$c5 no Origin is accepted" \
 			fail "$c5 ${c#*:}"
 		fi
 	done
-	if ((st_bad == 2)) && grep -q '^ERROR handshake refused: HTTP/1.1 403' "$tmp/origin_bad.out"; then
+	if ((st_bad == 2)) && grep -q '^ERROR handshake refused: HTTP/1\.[01] 403' "$tmp/origin_bad.out"; then
 		pass "$c5 an unlisted Origin is refused with HTTP 403"
 	else
 		echo "client exit status $st_bad"
@@ -549,8 +601,8 @@ echo "elapsed: $((SECONDS - start)) s"
 
 # --- 2. kill -9 of the gateway mid-push ------------------------------------------
 c2="kill -9 mid-push:"
-port2=$(free_port)
-start_gw g2 "$port2" --db "$conninfo"
+start_gw g2 --db "$conninfo"
+port2=${gw_port[g2]:-}
 if need_gw g2 "$c2 every op acked by the new gateway" "$c2 every op in synclog.ops exactly once"; then
 	# 40 pushes of 200 ops, each op a row of its own (awk: 8000 ops).
 	{
@@ -583,11 +635,11 @@ if need_gw g2 "$c2 every op acked by the new gateway" "$c2 every op in synclog.o
 		tail -n 30 "$tmp/gw-g2.err"
 		fail "gateway g2: no sanitizer report before kill -9"
 	fi
-	port3=$(free_port)
 	if ((before == 0 || before == 40)); then
 		fail "$c2 every op acked by the new gateway (the kill came after $before of 40 acks: not mid-push)"
 		fail "$c2 every op in synclog.ops exactly once (not run)"
-	elif start_gw g3 "$port3" --db "$conninfo"
+	elif start_gw g3 --db "$conninfo"
+		port3=${gw_port[g3]:-}
 		! need_gw g3 "$c2 every op acked by the new gateway" "$c2 every op in synclog.ops exactly once"; then
 		: # need_gw said why
 	else
@@ -619,8 +671,8 @@ echo "elapsed: $((SECONDS - start)) s"
 
 # --- 6. --max-connections 3 --------------------------------------------------------
 c6="--max-connections 3:"
-port4=$(free_port)
-start_gw g4 "$port4" --db "$conninfo" --max-connections 3
+start_gw g4 --db "$conninfo" --max-connections 3
+port4=${gw_port[g4]:-}
 if need_gw g4 "$c6 3 connections open, a 4th is refused with HTTP 503" \
 		"$c6 after one of them closes a new one is accepted"; then
 	ok=1
@@ -652,7 +704,7 @@ if need_gw g4 "$c6 3 connections open, a 4th is refused with HTTP 503" \
 	} >"$tmp/mc4.in"
 	client_fg mc4 "$port4"
 	st=$?
-	if ((ok && st == 2)) && grep -q '^ERROR handshake refused: HTTP/1.1 503' "$tmp/mc4.out"; then
+	if ((ok && st == 2)) && grep -q '^ERROR handshake refused: HTTP/1\.[01] 503' "$tmp/mc4.out"; then
 		pass "$c6 3 connections open, a 4th is refused with HTTP 503"
 	else
 		echo "4th client: exit status $st"
@@ -686,8 +738,8 @@ echo "elapsed: $((SECONDS - start)) s"
 # --- 7, 8. hello timeout, idle timeout -------------------------------------------
 c7="--hello-timeout 1:"
 c8="--idle-timeout 2:"
-port5=$(free_port)
-start_gw g5 "$port5" --db "$conninfo" --hello-timeout 1 --idle-timeout 2
+start_gw g5 --db "$conninfo" --hello-timeout 1 --idle-timeout 2
+port5=${gw_port[g5]:-}
 if need_gw g5 "$c7 a silent connection gets hello_required and is closed" \
 		"$c8 a client that answers pings stays open" "$c8 a client that stalls is closed"; then
 	c0=$(sql -c "SELECT synclog.cursor()")
@@ -738,8 +790,7 @@ echo "elapsed: $((SECONDS - start)) s"
 
 # --- 10. multi-host conninfo ---------------------------------------------------------
 c10="multi-host conninfo, first host dead:"
-port6=$(free_port)
-if start_gw g6 "$port6" --db "host=127.0.0.1,${PGHOST:-127.0.0.1} port=1,${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$DB target_session_attrs=read-write connect_timeout=5"; then
+if start_gw g6 --db "host=127.0.0.1,${PGHOST:-127.0.0.1} port=1,${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$DB target_session_attrs=read-write connect_timeout=5"; then
 	pass "$c10 the gateway starts and a hello gets welcome"
 	stop_gw g6
 else
@@ -775,8 +826,8 @@ c3c="$c3 the connected client gets every change (before, meanwhile, after) once,
 		for c in "$c3a" "$c3b" "$c3c"; do fail "$c (setup of the private cluster's database)"; done
 		exit 1
 	fi
-	portp=$(free_port)
-	start_gw gp "$portp" --db "host=127.0.0.1 port=$PGPORT user=$PGUSER dbname=$DB"
+	start_gw gp --db "host=127.0.0.1 port=$PGPORT user=$PGUSER dbname=$DB"
+	portp=${gw_port[gp]:-}
 	need_gw gp "$c3a" "$c3b" "$c3c" || exit 1
 	pg_ctl_as_owner() { cluster_as_owner "$PG_BINDIR/pg_ctl" -D "$PGDATA" -s -w -t 60 "$@"; }
 	ins() { sql -c "INSERT INTO issues VALUES ('$1', 'pg', '$2', 0)"; }
@@ -794,7 +845,7 @@ c3c="$c3 the connected client gets every change (before, meanwhile, after) once,
 	pid_l=$last_pid
 	wait_grep 10 "$tmp/pg_l.out" '"type":"welcome"' "$pid_l"
 	ins before-1 "committed while the client is connected"
-	wait_grep 10 "$tmp/pg_l.out" '"row":"before-1"' "$pid_l" || echo "(the live change before the stop did not arrive)"
+	wait_grep 10 "$tmp/pg_l.out" '"row": ?"before-1"' "$pid_l" || echo "(the live change before the stop did not arrive)"
 
 	pg_ctl_as_owner -m fast stop || echo "pg_ctl stop failed"
 	touch "$tmp/pg.down"
