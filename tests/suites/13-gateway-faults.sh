@@ -7,16 +7,18 @@
 # gwfault_<pid> on the shared cluster (tracked table `issues`, group column
 # `team`; dropped on exit) and starts several gateways, each with the options
 # its cases need, on free loopback ports.  One PASS/FAIL line per check:
-#   1. slow client (--send-queue-bytes 65536): S hellos and stops reading
-#      (SO_RCVBUF 64 kB); a publisher pushes twice 4 MB of changes, 64
-#      pushes each time; a fast client F of the same group gets every one of
-#      them while S is still stalled; the gateway's VmRSS grows by less than
-#      half the bytes of the second round (the first one warms it up); S then
-#      resumes and gets every change once, in seq order, up to the last one
-#      in synclog.ops, and no frame longer than the queue bound (each change
-#      is 8 kB).  This gateway runs with ASan's quarantine off
-#      (quarantine_size_mb=0): by default ASan keeps 256 MB of freed memory
-#      resident, which VmRSS would count;
+#   1. slow client (a gateway of its own, --send-queue-bytes 65536, so that
+#      what the slow client costs cannot spill into other cases): S hellos
+#      and stops reading (SO_RCVBUF 64 kB); a publisher pushes twice 4 MB of
+#      changes, 64 pushes each time; a fast client F of the same group gets
+#      every one of them while S is still stalled; the gateway's VmRSS grows
+#      by less than half the bytes of the second round (the first one warms
+#      it up); S then resumes and gets every change once, in seq order, up
+#      to the last one in synclog.ops, within 30 s (8 MB on loopback), and
+#      no frame longer than the queue bound (each change is 8 kB).  This
+#      gateway runs with ASan's quarantine off (quarantine_size_mb=0): by
+#      default ASan keeps 256 MB of freed memory resident, which VmRSS would
+#      count;
 #   2. kill -9 of a gateway while a client's 40 pushes of 200 ops are being
 #      acked; a client of a new gateway resends every op (same ids): each op
 #      is acked by the new gateway and is in synclog.ops exactly once;
@@ -72,8 +74,22 @@ declare -A gw_pid=() gw_port=() gw_ready=()
 bg_pids=()
 
 # kill_started: ends every gateway and background client this shell started.
+# A client runs under timeout(1), which puts it in a process group of its own
+# and passes SIGTERM on (SIGKILL would orphan the client): TERM first, KILL
+# what is left after 2 s.
 kill_started() {
-	local p
+	local p i
+	for p in "${gw_pid[@]}" "${bg_pids[@]}"; do
+		[[ -n $p ]] && kill -TERM "$p" 2>/dev/null
+	done
+	for ((i = 0; i < 20; i++)); do
+		for p in "${gw_pid[@]}" "${bg_pids[@]}"; do
+			[[ -n $p ]] && kill -0 "$p" 2>/dev/null && break
+			p=""
+		done
+		[[ -z $p ]] && break
+		sleep 0.1
+	done
 	for p in "${gw_pid[@]}" "${bg_pids[@]}"; do
 		[[ -n $p ]] && kill -KILL "$p" 2>/dev/null
 	done
@@ -201,11 +217,12 @@ client_bg() {
 	last_pid=$!
 	bg_pids+=("$last_pid")
 }
-# wait_pid PID SECS: waits for a background process, killing it after SECS.
+# wait_pid PID SECS: waits for a background client (its timeout(1) process),
+# ending it after SECS.
 wait_pid() {
 	local end=$(($(now_ms) + $2 * 1000))
 	while kill -0 "$1" 2>/dev/null && (($(now_ms) < end)); do sleep 0.05; done
-	kill -KILL "$1" 2>/dev/null
+	kill -TERM "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
 }
 
@@ -319,21 +336,13 @@ stop_gw() {
 conninfo="host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$DB"
 start=$SECONDS
 
-# --- gateway g1: cases 1, 4, 5, 9, 11 ------------------------------------------
-mkdir -p "$tmp/static"
-{
-	echo "<!doctype html><title>synclog</title>"
-	head -c 3000 /dev/urandom | base64
-} >"$tmp/static/index.html"
-{
-	echo "// app.js"
-	head -c 20000 /dev/urandom | base64 | sed 's/^/\/\/ /'
-} >"$tmp/static/app.js"
-# --idle-timeout 300: the stalled client of case 1 sends nothing for a while;
-# no idle ping or close may interfere there (case 8 tests those).
-GW_ASAN_EXTRA=quarantine_size_mb=0 start_gw g1 --db "$conninfo" --db-connections 4 --idle-timeout 300 \
-	--send-queue-bytes 65536 --allow-origin "http://good.example,http://also.example" --static "$tmp/static"
-port1=${gw_port[g1]:-}
+# --- gateway gs: case 1 --------------------------------------------------------
+# Its own gateway, so that whatever the slow client costs it cannot spill into
+# the other cases.  --idle-timeout 300: the stalled client sends nothing for a
+# while; no idle ping or close may interfere (case 8 tests those).
+GW_ASAN_EXTRA=quarantine_size_mb=0 start_gw gs --db "$conninfo" --db-connections 4 --idle-timeout 300 \
+	--send-queue-bytes 65536
+port_s=${gw_port[gs]:-}
 
 # --- 1. slow client -----------------------------------------------------------
 # S stalls from the start.  The publisher pushes twice 4 MB; F must have every
@@ -342,7 +351,7 @@ port1=${gw_port[g1]:-}
 # VmRSS after the second: a gateway that kept S's share would grow by about
 # the 4 MB of the second round, a bounded one by little.
 c1="slow client:"
-if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" \
+if need_gw gs "$c1 a fast client gets every change while a slow one is stalled" \
 	"$c1 gateway memory stays bounded" "$c1 the stalled client resumes and gets every change once, in order" \
 	"$c1 no frame to the slow client is longer than --send-queue-bytes"; then
 	c0=$(sql -c "SELECT synclog.wait_sequenced()")
@@ -352,13 +361,13 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 		echo "stall 90 $tmp/s.resume"
 		echo "readuntil $tmp/s.done 60"
 	} >"$tmp/slow_s.in"
-	client_bg slow_s "$port1" --rcvbuf 65536
+	client_bg slow_s "$port_s" --rcvbuf 65536
 	pid_s=$last_pid
 	{
 		hello "$tok" c-fast '["slow"]' "$c0"
 		echo "readuntil $tmp/f.done 90"
 	} >"$tmp/slow_f.in"
-	client_bg slow_f "$port1"
+	client_bg slow_f "$port_s"
 	pid_f=$last_pid
 	# pub_script NAME FIRST: a publisher's 64 pushes of 8 ops, numbered from
 	# FIRST, each op with an 8000-byte title: 4 MB.
@@ -385,18 +394,18 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 	# slow after c0); waits (bounded) until F has the last one.
 	publish() {
 		pub_script "$1" "$2"
-		client_fg "$1" "$port1"
+		client_fg "$1" "$port_s"
 		nacks=$(grep -c '"type":"ack"' "$tmp/$1.out")
 		sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
 		sql -c "SELECT seq FROM synclog.ops WHERE grp = 'slow' AND seq > $c0 ORDER BY seq" >"$tmp/slow.expected"
 		last=$(tail -n 1 "$tmp/slow.expected")
 		echo "slow client: round $1: $nacks acks for 64 pushes ($(($(wc -c <"$tmp/$1.in") / 1024)) kB); last seq $last"
-		wait_grep 60 "$tmp/slow_f.out" "\"seq\": ?$last[,}]" "$pid_f"
+		wait_grep 30 "$tmp/slow_f.out" "\"seq\": ?$last[,}]" "$pid_f"
 		if ((nacks != 64)); then
 			grep -vE '"type":"(ack|changes)"' "$tmp/$1.out" | cut -c1-300 | head -n 10
 		fi
 	}
-	rss() { awk '/^VmRSS/ {print $2}' "/proc/${gw_pid[g1]}/status" 2>/dev/null; }
+	rss() { awk '/^VmRSS/ {print $2}' "/proc/${gw_pid[gs]}/status" 2>/dev/null; }
 	if wait_grep 10 "$tmp/slow_s.out" '^STALLING' && wait_grep 10 "$tmp/slow_f.out" '"type":"welcome"'; then
 		rss0=$(rss)
 		publish pub1 0
@@ -425,7 +434,7 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 			fail "$c1 gateway memory stays bounded (VmRSS grew ${grown} kB over the second round; bound: half of its ${pushed_kb} kB)"
 		fi
 		touch "$tmp/s.resume"
-		wait_grep 60 "$tmp/slow_s.out" "\"seq\": ?$last[,}]" "$pid_s"
+		wait_grep 30 "$tmp/slow_s.out" "\"seq\": ?$last[,}]" "$pid_s"
 		sleep 0.5
 		touch "$tmp/s.done"
 		wait_pid "$pid_s" 10
@@ -455,6 +464,22 @@ if need_gw g1 "$c1 a fast client gets every change while a slow one is stalled" 
 	fi
 	touch "$tmp/s.resume" "$tmp/s.done" "$tmp/f.done"
 fi
+stop_gw gs
+echo "elapsed: $((SECONDS - start)) s"
+
+# --- gateway g1: cases 4, 5, 9, 11 ----------------------------------------------
+mkdir -p "$tmp/static"
+{
+	echo "<!doctype html><title>synclog</title>"
+	head -c 3000 /dev/urandom | base64
+} >"$tmp/static/index.html"
+{
+	echo "// app.js"
+	head -c 20000 /dev/urandom | base64 | sed 's/^/\/\/ /'
+} >"$tmp/static/app.js"
+start_gw g1 --db "$conninfo" --db-connections 4 \
+	--allow-origin "http://good.example,http://also.example" --static "$tmp/static"
+port1=${gw_port[g1]:-}
 
 # --- 4. revocation -------------------------------------------------------------
 c4="revoke_token:"
@@ -857,6 +882,10 @@ c3c="$c3 the connected client gets every change (before, meanwhile, after) once,
 	# has reconnected (it backs off), so it sees no notification for these.
 	ins meanwhile-1 "committed right after the restart"
 	ins meanwhile-2 "committed right after the restart"
+	echo "gateway connections to the database when the 'meanwhile' rows were committed:" \
+		"$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		             AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" \
+		"(0: before the gateway had reconnected)"
 
 	# Another client: retried (bounded) until its push is acked, which needs
 	# the gateway reconnected.
