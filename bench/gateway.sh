@@ -15,8 +15,10 @@
 #      one push of one op every 10 ms (100 pushes/s) for FAN_SECONDS after a
 #      1 s warm-up; the latency of a push is its write() at the publisher to
 #      the read() that brought its change to the LAST subscriber
-#      (build/bench/gwload, mode fanout).  p50 and p99 per trial; the figure
-#      is the median over trials.  Baseline: the same generator against
+#      (build/bench/gwload, mode fanout); a push that has not reached every
+#      subscriber FAN_DRAIN (3) s after the last was sent counts with the
+#      time waited (the figure is then marked *).  p50 and p99 per trial;
+#      the figure is the median over trials.  Baseline: the same generator against
 #      build/bench/lwsbcast, a bare libwebsockets broadcast server, the
 #      publisher sending the bytes of a changes frame the gateway sent
 #      earlier in the run.  Targets: 1000 subscribers p99 <= 15 ms, 5000
@@ -30,12 +32,13 @@
 #      received meanwhile.  The 1000-subscriber figure is set beside the
 #      10-subscriber one; target: equal (to 2 decimals).
 #   3. Memory per idle subscribed connection: a fresh gateway, warmed up with
-#      20 connections that come and go, its VmRSS read; then N connections
-#      (1000 and 10000; 1000 and 2000 under BENCH_QUICK=1) that have had
-#      their welcome and stay idle (gwload answers the gateway's pings); the
-#      VmRSS again once it has been steady for a second; (after - before) / N.
-#      Baseline: the same against lwsbcast (connections that completed the
-#      WebSocket handshake).  Target <= 8 KiB.
+#      20 connections that come and go, its VmRSS read; then connections that
+#      have had their welcome and stay idle (gwload answers the gateway's
+#      pings) are added up to 1000, then up to 10000 (2000 under
+#      BENCH_QUICK=1), the VmRSS read at each once steady (two readings 0.5 s
+#      apart within 1%); (VmRSS - first reading) / connections.  Baseline: the
+#      same against lwsbcast (connections that completed the WebSocket
+#      handshake).  Target <= 8 KiB.
 #   4. Push throughput: 100 WebSocket clients, each sending a push of 10 ops
 #      (PUSH_BATCH), waiting for its ack, and repeating, for PUSH_SECONDS;
 #      half the ops create rows, half update rows of the client's own slice;
@@ -62,8 +65,9 @@
 #
 # Environment:
 #   BENCH_QUICK=1   2 trials of 2 s (fan-out), 1 trial (memory, queries),
-#                   2 x 3 s (push), 2000 instead of 10000 connections;
-#                   full: 3 x 5 s, 3 trials, 3 trials, 3 x 8 s.
+#                   2 x 3 s (push), 2000 instead of 10000 connections; about
+#                   2.5 minutes.  Full: 3 x 4 s, 3 trials of 4 s, 3 trials,
+#                   3 x 6 s; about 6 minutes.
 #   BENCH_CLIENTS (8, as bench/run.sh)   pgbench connections of the push baseline
 #   PG_CONFIG / PG_BINDIR, TMPDIR (or CLUSTER_TMPDIR): as bench/run.sh
 #
@@ -85,12 +89,12 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	QUICK=1 FAN_TRIALS=2 FAN_SECONDS=2 Q_TRIALS=1 Q_SECONDS=2 MEM_TRIALS=1 PUSH_TRIALS=2 PUSH_SECONDS=3
 	MEM_NS=(1000 2000)
 else
-	QUICK=0 FAN_TRIALS=3 FAN_SECONDS=5 Q_TRIALS=3 Q_SECONDS=4 MEM_TRIALS=3 PUSH_TRIALS=3 PUSH_SECONDS=8
+	QUICK=0 FAN_TRIALS=3 FAN_SECONDS=4 Q_TRIALS=3 Q_SECONDS=4 MEM_TRIALS=3 PUSH_TRIALS=3 PUSH_SECONDS=6
 	MEM_NS=(1000 10000)
 fi
 FAN_NS=(100 1000 5000)
 FAN_RATE=100
-FAN_DRAIN=5			# s to wait after the last push for stragglers
+FAN_DRAIN=3			# s to wait after the last push for stragglers
 Q_NS=(10 1000)
 Q_RATE=25
 PUSH_CLIENTS=100
@@ -258,13 +262,13 @@ kv() {
 
 vmrss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# rss_steady PID: VmRSS (KiB) once two readings 1 s apart agree within 1%
+# rss_steady PID: VmRSS (KiB) once two readings 0.5 s apart agree within 1%
 # (10 s at most; then the last reading).
 rss_steady() {
 	local a b i
 	a=$(vmrss_kib "$1")
-	for ((i = 0; i < 10; i++)); do
-		sleep 1
+	for ((i = 0; i < 20; i++)); do
+		sleep 0.5
 		b=$(vmrss_kib "$1")
 		awk -v a="$a" -v b="$b" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * b)}' && break
 		a=$b
@@ -295,6 +299,16 @@ cpu_snapshot() {
 	awk -v ours=$(($(proc_ticks "$pm" $$) + kids + mine)) '/^cpu / {
 		total = 0; for (i = 2; i <= NF; i++) total += $i
 		printf "%d %d %d %d\n", total, $2 + $3 + $4 + $7 + $8, $9, ours}' /proc/stat
+}
+
+# other_cpu SNAPSHOT: the share (%) of the machine's CPU that other processes
+# took since SNAPSHOT (a cpu_snapshot).
+other_cpu() {
+	local t0 b0 o0 t1 b1 o1
+	read -r t0 b0 _ o0 <<<"$1"
+	read -r t1 b1 _ o1 <<<"$(cpu_snapshot)"
+	awk -v t=$((t1 - t0)) -v b=$((b1 - b0)) -v o=$((o1 - o0)) 'BEGIN {
+		if (t <= 0) t = 1; x = b - o; if (x < 0) x = 0; printf "%.0f", 100 * x / t}'
 }
 
 # --- build and start ----------------------------------------------------------------
@@ -377,6 +391,7 @@ for n in "${FAN_NS[@]}"; do
 	gw_start gw_fan "fanout-$n"
 	lws_start "fanout-$n"
 	for ((t = 1; t <= FAN_TRIALS; t++)); do
+		snap=$(cpu_snapshot)
 		cur=$(server_cursor gw_fan)
 		extra=()
 		[[ -f $TEMPLATE ]] || extra=(--sample-out "$TEMPLATE")
@@ -395,9 +410,11 @@ for n in "${FAN_NS[@]}"; do
 		lline=$LINE
 		echo "fanout-lws $n $t $lline" >>"$TRIALS_FILE"
 		B50[$n]+="$(kv "$lline" p50_ms) " B99[$n]+="$(kv "$lline" p99_ms) "
-		printf '  N=%-5s trial %d/%d: gateway p50 %s p99 %s ms (%s of %s pushes never reached all); lws p50 %s p99 %s ms (%s)\n' \
+		others=$(other_cpu "$snap")
+		echo "fanout-others $n $t other_cpu_percent=$others" >>"$TRIALS_FILE"
+		printf '  N=%-5s trial %d/%d: gateway p50 %s p99 %s ms (%s of %s pushes never reached all); lws p50 %s p99 %s ms (%s); other processes %s%% CPU\n' \
 			"$n" "$t" "$FAN_TRIALS" "$(kv "$line" p50_ms)" "$(kv "$line" p99_ms)" "$(kv "$line" incomplete)" \
-			"$(kv "$line" sent)" "$(kv "$lline" p50_ms)" "$(kv "$lline" p99_ms)" "$(kv "$lline" incomplete)"
+			"$(kv "$line" sent)" "$(kv "$lline" p50_ms)" "$(kv "$lline" p99_ms)" "$(kv "$lline" incomplete)" "$others"
 	done
 	gw_stop
 	lws_stop
@@ -433,58 +450,79 @@ echo "  ($(($(date +%s) - T_START)) s so far)"
 
 # --- 3. memory per idle connection ------------------------------------------------------
 
-# mem_trial SERVER N TRIAL: sets MEM_RESULT to the RSS delta per connection
-# in KiB.
-mem_trial() {
-	local server=$1 n=$2 t=$3 pid port raw=() rss0 rss1 lpid i out
-	if [[ $server == gw ]]; then
-		gw_start gw_fan "mem-$n-$t"
-		pid=$GW_PID port=$GW_PORT
-	else
-		lws_start "mem-$n-$t"
-		pid=$LWS_PID port=$LWS_PORT raw=(--raw)
-	fi
-	cur=$(server_cursor gw_fan)
-	# warm-up: 20 connections through hello (or the handshake) and away
-	gwload_run "$OUT/mem-$server-$n-$t-warm.out" --mode idle --port "$port" --conns 20 --seconds 0.5 \
-		--token "$FAN_TOKEN" --group "$GROUP" --cursor "$cur" "${raw[@]+"${raw[@]}"}"
-	sleep 1
-	rss0=$(rss_steady "$pid")
-	out=$OUT/mem-$server-$n-$t.out
+# idle_open SERVER PORT N TAG: opens N more idle connections (a gwload in the
+# background, recorded in IDLE_PIDS and BG_PIDS) and waits until all have had
+# their welcome (lws: their handshake).
+IDLE_PIDS=()
+idle_open() {
+	local server=$1 port=$2 n=$3 out=$OUT/mem-$4.out raw=() lpid i
+	[[ $server == gw ]] || raw=(--raw)
 	"$GWLOAD" --mode idle --port "$port" --conns "$n" --token "$FAN_TOKEN" --group "$GROUP" --cursor "$cur" \
 		"${raw[@]+"${raw[@]}"}" >"$out" 2>"$out.err" </dev/null &
 	lpid=$!
 	BG_PIDS+=("$lpid")
+	IDLE_PIDS+=("$lpid")
 	for ((i = 0; i < 1200; i++)); do
-		grep -q '^ready' "$out" 2>/dev/null && break
+		grep -q '^ready' "$out" 2>/dev/null && return 0
 		kill -0 "$lpid" 2>/dev/null || { cat "$out.err" >&2; die "gwload (idle, $n connections to $server) failed"; }
 		sleep 0.1
 	done
-	grep -q '^ready' "$out" || die "gwload (idle, $n connections to $server) not ready after 120 s"
-	sleep 1
-	rss1=$(rss_steady "$pid")
-	stop_pid "$lpid"
-	forget_pid "$lpid"
-	grep -q 'closed=0 ' "$out" || echo "WARNING: connections were closed during the memory measurement: $(tail -n 1 "$out")" >&2
+	die "gwload (idle, $n connections to $server) not ready after 120 s"
+}
+
+# mem_trial SERVER TRIAL: one fresh server, warmed up by 20 connections that
+# come and go; its VmRSS; then connections are added up to each of MEM_NS in
+# turn, the VmRSS read at each.  Sets MEM_RESULT to the KiB per connection
+# at each N (over the first reading), space-separated.
+mem_trial() {
+	local server=$1 t=$2 pid port raw=() rss0 rss have=0 n pidl out
+	if [[ $server == gw ]]; then
+		gw_start gw_fan "mem-$t"
+		pid=$GW_PID port=$GW_PORT
+	else
+		lws_start "mem-$t"
+		pid=$LWS_PID port=$LWS_PORT raw=(--raw)
+	fi
+	cur=$(server_cursor gw_fan)
+	gwload_run "$OUT/mem-$server-$t-warm.out" --mode idle --port "$port" --conns 20 --seconds 0.5 \
+		--token "$FAN_TOKEN" --group "$GROUP" --cursor "$cur" "${raw[@]+"${raw[@]}"}"
+	sleep 0.5
+	rss0=$(rss_steady "$pid")
+	MEM_RESULT=""
+	IDLE_PIDS=()
+	for n in "${MEM_NS[@]}"; do
+		idle_open "$server" "$port" $((n - have)) "$server-$t-$n"
+		have=$n
+		sleep 0.5
+		rss=$(rss_steady "$pid")
+		echo "mem-$server $n $t rss_before_kib=$rss0 rss_after_kib=$rss" >>"$TRIALS_FILE"
+		MEM_RESULT+="$(awk -v a="$rss0" -v b="$rss" -v n="$n" 'BEGIN {printf "%.3f", (b - a) / n}') "
+	done
+	for pidl in "${IDLE_PIDS[@]}"; do
+		stop_pid "$pidl"
+		forget_pid "$pidl"
+	done
+	for n in "${MEM_NS[@]}"; do
+		out=$OUT/mem-$server-$t-$n.out
+		grep -q 'closed=0 ' "$out" || echo "WARNING: connections were closed during the memory measurement: $(tail -n 1 "$out")"
+	done
 	if [[ $server == gw ]]; then gw_stop; else lws_stop; fi
-	echo "mem-$server $n $t rss_before_kib=$rss0 rss_after_kib=$rss1 $(tail -n 1 "$out")" >>"$TRIALS_FILE"
-	MEM_RESULT=$(awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN {printf "%.3f", (b - a) / n}')
 }
 
 declare -A MEM=() MEMB=()
 echo
-echo "memory per idle subscribed connection (VmRSS delta / connections), $MEM_TRIALS trial(s)"
-for n in "${MEM_NS[@]}"; do
-	for ((t = 1; t <= MEM_TRIALS; t++)); do
-		mem_trial gw "$n" "$t"
-		g=$MEM_RESULT
-		mem_trial lws "$n" "$t"
-		b=$MEM_RESULT
-		MEM[$n]+="$g " MEMB[$n]+="$b "
-		echo "  N=$n trial $t/$MEM_TRIALS: gateway $g KiB/connection, lws $b KiB/connection"
+echo "memory per idle subscribed connection (VmRSS delta / connections at ${MEM_NS[*]}), $MEM_TRIALS trial(s)"
+for ((t = 1; t <= MEM_TRIALS; t++)); do
+	mem_trial gw "$t"
+	read -r -a g <<<"$MEM_RESULT"
+	mem_trial lws "$t"
+	read -r -a b <<<"$MEM_RESULT"
+	for i in "${!MEM_NS[@]}"; do
+		n=${MEM_NS[i]}
+		MEM[$n]+="${g[i]} " MEMB[$n]+="${b[i]} "
+		echo "  N=$n trial $t/$MEM_TRIALS: gateway ${g[i]} KiB/connection, lws ${b[i]} KiB/connection"
 	done
 done
-
 echo "  ($(($(date +%s) - T_START)) s so far)"
 
 # --- 4. push throughput -------------------------------------------------------------------
@@ -511,6 +549,7 @@ declare -a PGW=() PPG=()
 echo
 echo "push throughput, batch $PUSH_BATCH: $PUSH_CLIENTS WebSocket clients through the gateway vs pgbench with $PG_CLIENTS connections; $PUSH_TRIALS trials x ${PUSH_SECONDS}s, each in a fresh database"
 for ((t = 1; t <= PUSH_TRIALS; t++)); do
+	snap=$(cpu_snapshot)
 	db=gw_push_${t}_pg
 	prepare_db "$db" 1
 	{ echo '\set r random(0, 1)'; echo '\set c :client_id'; push_script "$TOKEN"; echo; } >"$OUT/push-$t.sql"
@@ -547,7 +586,9 @@ for ((t = 1; t <= PUSH_TRIALS; t++)); do
 	[[ $(kv "$line" rejected) == 0 ]] || echo "WARNING: the gateway rejected $(kv "$line" rejected) ops"
 	gw_rate=$(kv "$line" ops_per_s)
 	PGW+=("$gw_rate") PPG+=("$pg_rate")
-	echo "  trial $t/$PUSH_TRIALS: gateway $gw_rate ops/s (ack p50 $(kv "$line" ack_p50_ms) ms, p99 $(kv "$line" ack_p99_ms) ms); pgbench $pg_rate ops/s"
+	others=$(other_cpu "$snap")
+	echo "push-others $t other_cpu_percent=$others" >>"$TRIALS_FILE"
+	echo "  trial $t/$PUSH_TRIALS: gateway $gw_rate ops/s (ack p50 $(kv "$line" ack_p50_ms) ms, p99 $(kv "$line" ack_p99_ms) ms); pgbench $pg_rate ops/s; other processes $others% CPU"
 done
 
 echo "  ($(($(date +%s) - T_START)) s so far)"
