@@ -32,8 +32,10 @@
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
  *     it further.
- * A snapshot is read a page at a time (synclog.snapshot_page), the next page
- * only once the queue is below half the bound, so it is bounded too.
+ * A snapshot is read a page at a time (synclog.snapshot_page, at most 500 rows
+ * and half the bound in bytes), the next page only once the queue is below
+ * half the bound, so it is bounded too.  Changes are read at most 1000 and
+ * half the bound in bytes at a time (see changes_sql).
  *
  * Timers: every second a sweep closes sessions that sent no hello within
  * cfg.hello_timeout_s, sends a WebSocket ping to sessions silent for half of
@@ -51,6 +53,8 @@
 
 /* Changes read per query, for a backlog and for one fan-out round. */
 #define SL_CHANGES_PER_QUERY 1000
+/* Pushes of one session waiting for the database before it is not read. */
+#define SL_PUSH_MAX_INFLIGHT 16
 /* Rows per snapshot frame (one synclog.snapshot_page call each). */
 #define SL_SNAPSHOT_PAGE_ROWS 500
 /* How long a closing session may take to write its last frame. */
@@ -84,7 +88,9 @@ typedef struct sl_sess {
 	bool hello_seen;
 	bool ping_due;               /* write a WebSocket ping at the next writable */
 	bool ping_sent;              /* since the last frame or pong received */
-	bool rx_paused;              /* rx flow control off: the queue is over its bound */
+	bool rx_paused;              /* rx flow control off (rx_flow()) */
+	unsigned push_n;             /* pushes sent to the database, not answered */
+	size_t push_bytes;           /* and their bytes */
 
 	/* reassembly of one incoming message */
 	char *rx;
@@ -118,6 +124,7 @@ typedef enum { PQ_AUTH, PQ_PUSH, PQ_BACKLOG, PQ_SNAPSHOT } sl_pending_kind;
 typedef struct sl_pending {
 	uint64_t sid;
 	sl_pending_kind kind;
+	size_t bytes;     /* PQ_PUSH: the frame's length */
 } sl_pending;
 
 static sl_sess *sess_table[SL_SESS_BUCKETS];
@@ -244,6 +251,25 @@ start_closing(sl_sess *s)
 	lws_callback_on_writable(s->wsi);
 }
 
+/*
+ * Reading from a session stops while its send queue is over its bound or it
+ * has SL_PUSH_MAX_INFLIGHT pushes (or max_frame_bytes of them) waiting for the
+ * database, and resumes once both are under: a client that pushes faster
+ * than the database answers, or without reading its acks, is slowed down
+ * rather than buffered.
+ */
+static void
+rx_flow(sl_sess *s)
+{
+	bool pause = s->q_bytes > sl_gw.cfg.send_queue_bytes ||
+	             s->push_n >= SL_PUSH_MAX_INFLIGHT ||
+	             s->push_bytes >= sl_gw.cfg.limits.max_frame_bytes;
+	if (pause != s->rx_paused) {
+		s->rx_paused = pause;
+		lws_rx_flow_control(s->wsi, pause ? 0 : 1);
+	}
+}
+
 /* Appends a reference to b; false when out of memory (then closing). */
 static bool
 queue_buf(sl_sess *s, sl_buf *b)
@@ -265,10 +291,8 @@ queue_buf(sl_sess *s, sl_buf *b)
 		s->q_head = o;
 	s->q_tail = o;
 	s->q_bytes += b->len;
-	if (s->q_bytes > sl_gw.cfg.send_queue_bytes && !s->rx_paused) {
-		s->rx_paused = true;
-		lws_rx_flow_control(s->wsi, 0);
-	}
+	if (s->q_bytes > sl_gw.cfg.send_queue_bytes && !s->rx_paused)
+		rx_flow(s);
 	lws_callback_on_writable(s->wsi);
 	return true;
 }
@@ -359,6 +383,7 @@ pending_new(sl_sess *s, sl_pending_kind k)
 	if (p) {
 		p->sid = s->id;
 		p->kind = k;
+		p->bytes = 0;
 	}
 	return p;
 }
@@ -541,13 +566,27 @@ sess_has_group(const sl_sess *s, const char *g)
  * when there is none: the answer's cursor, whether a snapshot is required,
  * then each change's seq, group and text.  The text is PostgreSQL's jsonb
  * output of the change object, put into frames as it is: the gateway never
- * decodes or re-encodes a change.
+ * decodes or re-encodes a change.  OFFSET 0 keeps the planner from inlining
+ * the subqueries, which would call the (STABLE) function, or build each text,
+ * again per use.
+ *
+ * Bytes are bounded as well as changes: only the changes that start within
+ * $4 bytes of text come back (at least one), so neither the answer nor the
+ * frames built from it grow past about that much however large the changes
+ * are.  The last column, the number of changes in the function's answer,
+ * tells a cut answer: its cursor is then its last change's seq.
  */
 static const char changes_sql[] =
-	"SELECT r.j->>'cursor', r.j ? 'snapshot_required', c.e->>'seq', c.e->>'group', c.e::text"
-	" FROM (SELECT synclog.changes($1::text[], $2::bigint, $3::int) AS j) r"
-	" LEFT JOIN LATERAL jsonb_array_elements(r.j->'changes') WITH ORDINALITY AS c(e, n) ON true"
-	" ORDER BY c.n";
+	"SELECT r.j->>'cursor', r.j ? 'snapshot_required', x.seq, x.grp, x.t, x.total"
+	" FROM (SELECT synclog.changes($1::text[], $2::bigint, $3::int) AS j OFFSET 0) r"
+	" LEFT JOIN LATERAL ("
+	"   SELECT y.seq, y.grp, y.t, y.n, jsonb_array_length(r.j->'changes') AS total,"
+	"          sum(octet_length(y.t)) OVER (ORDER BY y.n) - octet_length(y.t) AS before"
+	"     FROM (SELECT c.e->>'seq' AS seq, c.e->>'group' AS grp, c.e::text AS t, c.n"
+	"             FROM jsonb_array_elements(r.j->'changes') WITH ORDINALITY AS c(e, n)"
+	"           OFFSET 0) y"
+	" ) x ON x.n = 1 OR x.before < $4::bigint"
+	" ORDER BY x.n";
 
 typedef struct sl_chg {
 	uint64_t seq;
@@ -559,6 +598,7 @@ typedef struct sl_chg {
 typedef struct sl_chgs {
 	uint64_t cursor;
 	bool snapshot_required;
+	bool more;        /* cut by the byte or change limit: read again from cursor */
 	size_t n;
 	sl_chg *v;        /* malloc'd */
 } sl_chgs;
@@ -569,7 +609,7 @@ chgs_read(PGresult *res, const char *error, sl_chgs *out, char *why, size_t whys
 {
 	memset(out, 0, sizeof *out);
 	if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 ||
-	    PQnfields(res) != 5) {
+	    PQnfields(res) != 6) {
 		first_line(error ? error : PQresultErrorMessage(res), why, whysz);
 		if (!why[0])
 			snprintf(why, whysz, "unexpected answer from the database");
@@ -592,40 +632,68 @@ chgs_read(PGresult *res, const char *error, sl_chgs *out, char *why, size_t whys
 		c->text = PQgetvalue(res, i, 4);
 		c->len = (size_t) PQgetlength(res, i, 4);
 	}
+	long total = strtol(PQgetvalue(res, 0, 5), NULL, 10);
+	if (total > rows) {
+		out->cursor = out->v[out->n - 1].seq;
+		out->more = true;
+	} else {
+		out->more = total >= SL_CHANGES_PER_QUERY;
+	}
 	return true;
 }
 
 /*
- * The changes frame for a session with these groups and cursor: the changes
- * of its groups above its cursor, and the answer's cursor.  NULL with *oom
- * false when none is for it.
+ * The changes frames for a session with these groups and cursor: the changes
+ * of its groups above its cursor, split so that no frame is longer than
+ * frame_max() unless one change alone is; each frame's cursor is the seq of
+ * its last change, the last frame's the answer's cursor.
  */
-static sl_buf *
-chgs_frame(const sl_chgs *c, const sl_sess *s, bool *oom)
+typedef struct sl_frames {
+	size_t n;
+	sl_buf **buf;       /* n references */
+	uint64_t *cursor;
+} sl_frames;
+
+static size_t
+frame_max(void)
+{
+	size_t m = sl_gw.cfg.send_queue_bytes / 4;
+	return m < 1024 ? 1024 : m;
+}
+
+static void
+frames_free(sl_frames *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		buf_unref(f->buf[i]);
+	free(f->buf);
+	free(f->cursor);
+	memset(f, 0, sizeof *f);
+}
+
+static bool
+frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t to,
+           size_t len, uint64_t cursor)
 {
 	static const char head[] = "{\"type\":\"changes\",\"changes\":[";
 	char tail[64];
-	size_t k = 0, len;
-	int tlen;
-
-	*oom = false;
-	tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) c->cursor);
-	len = sizeof head - 1 + (size_t) tlen;
-	for (size_t i = 0; i < c->n; i++)
-		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp))
-			len += c->v[i].len + (k++ ? 1 : 0);
-	if (k == 0)
-		return NULL;
-	sl_buf *b = buf_new(len);
-	if (!b) {
-		*oom = true;
-		return NULL;
-	}
+	int tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) cursor);
+	sl_buf **nb = realloc(f->buf, (f->n + 1) * sizeof *nb);
+	if (!nb)
+		return false;
+	f->buf = nb;
+	uint64_t *nc = realloc(f->cursor, (f->n + 1) * sizeof *nc);
+	if (!nc)
+		return false;
+	f->cursor = nc;
+	sl_buf *b = buf_new(sizeof head - 1 + len + (size_t) tlen);
+	if (!b)
+		return false;
 	char *p = (char *) b->data + LWS_PRE;
 	memcpy(p, head, sizeof head - 1);
 	p += sizeof head - 1;
-	k = 0;
-	for (size_t i = 0; i < c->n; i++)
+	size_t k = 0;
+	for (size_t i = from; i < to; i++)
 		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp)) {
 			if (k++)
 				*p++ = ',';
@@ -633,7 +701,51 @@ chgs_frame(const sl_chgs *c, const sl_sess *s, bool *oom)
 			p += c->v[i].len;
 		}
 	memcpy(p, tail, (size_t) tlen);
-	return b;
+	f->buf[f->n] = b;
+	f->cursor[f->n] = cursor;
+	f->n++;
+	return true;
+}
+
+/* Fills *out (possibly with no frame: nothing is for this session); false
+ * when memory ran out (*out then empty). */
+static bool
+chgs_frames(const sl_chgs *c, const sl_sess *s, sl_frames *out)
+{
+	size_t max = frame_max(), from = 0, len = 0, k = 0;
+	uint64_t last = 0;
+
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->v[i].seq <= s->cursor || !sess_has_group(s, c->v[i].grp))
+			continue;
+		if (k > 0 && len + 1 + c->v[i].len + 64 > max) {
+			if (!frames_add(out, c, s, from, i, len, last))
+				goto oom;
+			from = i;
+			len = 0;
+			k = 0;
+		}
+		len += c->v[i].len + (k++ ? 1 : 0);
+		last = c->v[i].seq;
+	}
+	if (k > 0 && !frames_add(out, c, s, from, c->n, len, c->cursor))
+		goto oom;
+	return true;
+oom:
+	frames_free(out);
+	return false;
+}
+
+/* Queues the frames in order; false when one did not fit (the session is
+ * behind from there) or the session is closing. */
+static bool
+queue_frames(sl_sess *s, const sl_frames *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (!queue_changes(s, f->buf[i], f->cursor[i]))
+			return false;
+	return true;
 }
 
 /* ---------------------------------------------------------------- backlog */
@@ -672,13 +784,17 @@ backlog_next(sl_sess *s)
 	snprintf(max, sizeof max, "%d", snap ? SL_SNAPSHOT_PAGE_ROWS : SL_CHANGES_PER_QUERY);
 	if (lit && p) {
 		if (snap) {
-			const char *params[4] = { lit, s->snap_table, s->snap_row, max };
+			char bytes[32];
+			snprintf(bytes, sizeof bytes, "%zu", sl_gw.cfg.send_queue_bytes / 2);
+			const char *params[5] = { lit, s->snap_table, s->snap_row, max, bytes };
 			rc = sl_gw_query(s->dbi,
-			                 "SELECT synclog.snapshot_page($1::text[], $2, $3, $4::int)::text", 4,
-			                 params, on_backlog_result, p);
+			                 "SELECT synclog.snapshot_page($1::text[], $2, $3, $4::int, $5::bigint)::text",
+			                 5, params, on_backlog_result, p);
 		} else {
-			const char *params[3] = { lit, cur, max };
-			rc = sl_gw_query(s->dbi, changes_sql, 3, params, on_backlog_result, p);
+			char bytes[32];
+			snprintf(bytes, sizeof bytes, "%zu", sl_gw.cfg.send_queue_bytes / 2);
+			const char *params[4] = { lit, cur, max, bytes };
+			rc = sl_gw_query(s->dbi, changes_sql, 4, params, on_backlog_result, p);
 		}
 	}
 	free(lit);
@@ -774,31 +890,34 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 		backlog_next(s);
 		return;
 	}
-	bool oom = false;
-	sl_buf *b = NULL;
+	bool oom = false, queued = true;
+	sl_frames fr = { 0 };
 	if (c.cursor > s->cursor) {
-		b = chgs_frame(&c, s, &oom);
-		if (!b && !oom) {
+		oom = !chgs_frames(&c, s, &fr);
+		if (!oom && fr.n == 0) {
 			/* nothing of its groups: an empty frame still moves its cursor */
 			char t[96];
 			snprintf(t, sizeof t, "{\"type\":\"changes\",\"changes\":[],\"cursor\":%llu}",
 			         (unsigned long long) c.cursor);
-			b = buf_from_text(t);
+			sl_buf *b = buf_from_text(t);
 			oom = !b;
+			if (b) {
+				queued = queue_changes(s, b, c.cursor);
+				buf_unref(b);
+			}
 		}
 	}
-	size_t n = c.n;
-	uint64_t cursor = c.cursor;
+	bool more = c.more;
 	free(c.v);
 	if (oom) {
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
 		return;
 	}
-	bool queued = queue_changes(s, b, cursor);
-	buf_unref(b);
+	queued = queued && queue_frames(s, &fr);
+	frames_free(&fr);
 	if (!queued)
 		return; /* behind (or closing): resumed from the cursor once drained */
-	if (n < SL_CHANGES_PER_QUERY)
+	if (!more)
 		go_live(s);
 	else if (s->q_bytes > sl_gw.cfg.send_queue_bytes / 2)
 		s->behind = true; /* the rest once the queue drains */
@@ -845,7 +964,7 @@ typedef struct sl_fanout_q {
 typedef struct sl_frame_slot {
 	const char *gkey;     /* borrowed from a session */
 	uint64_t cursor;
-	sl_buf *buf;          /* NULL: nothing for them */
+	sl_frames frames;     /* none: nothing for them */
 	bool used;
 } sl_frame_slot;
 
@@ -880,10 +999,12 @@ fanout_run(void)
 	char cur[32], max[16];
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) after);
 	snprintf(max, sizeof max, "%d", SL_CHANGES_PER_QUERY);
-	const char *params[3] = { lit, cur, max };
+	char bytes[32];
+	snprintf(bytes, sizeof bytes, "%zu", sl_gw.cfg.send_queue_bytes / 2);
+	const char *params[4] = { lit, cur, max, bytes };
 	if (lit && q) {
 		q->after = after;
-		if (sl_gw_query(0, changes_sql, 3, params, on_fanout_result, q) == 0) {
+		if (sl_gw_query(0, changes_sql, 4, params, on_fanout_result, q) == 0) {
 			fo.running = true;
 			q = NULL;
 		}
@@ -924,7 +1045,7 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		sl_gw_log("fan-out query failed: %s", why);
 		return; /* the next notification or reconnection tries again */
 	}
-	bool rerun = fo.again || c.n >= SL_CHANGES_PER_QUERY;
+	bool rerun = fo.again || c.more;
 
 	/* One slot per (groups, cursor): an open-addressing table sized for
 	 * every live session. */
@@ -969,22 +1090,21 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		         groups_key_len(slot[j].gkey) == klen))
 			j = (j + 1) & (cap - 1);
 		if (!slot[j].used) {
-			bool oom;
 			slot[j].used = true;
 			slot[j].gkey = s->gkey;
 			slot[j].cursor = s->cursor;
-			slot[j].buf = chgs_frame(&c, s, &oom);
-			if (oom) {
+			if (!chgs_frames(&c, s, &slot[j].frames)) {
 				slot[j].used = false;
 				sl_gw_log("fan-out: out of memory building a frame");
 				queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
 				continue;
 			}
 		}
-		queue_changes(s, slot[j].buf, c.cursor);
+		if (queue_frames(s, &slot[j].frames) && c.cursor > s->cursor)
+			s->cursor = c.cursor; /* nothing more for it up to the answer's cursor */
 	}
 	for (size_t j = 0; j < cap; j++)
-		buf_unref(slot[j].buf);
+		frames_free(&slot[j].frames);
 	free(slot);
 	free(c.v);
 	if (rerun)
@@ -1195,9 +1315,13 @@ on_push_result(void *arg, PGresult *res, const char *error)
 {
 	sl_pending *p = arg;
 	sl_sess *s = sess_find(p->sid);
+	size_t bytes = p->bytes;
 	free(p);
 	if (!s)
 		return;
+	s->push_n--;
+	s->push_bytes -= bytes;
+	rx_flow(s);
 	if (error) {
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
 		            "the database is unavailable; the push was not applied, send it again", false);
@@ -1235,7 +1359,12 @@ do_push(sl_sess *s)
 		free(p);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
 		            "the database is unavailable; the push was not applied, send it again", false);
+		return;
 	}
+	p->bytes = s->rx_len;
+	s->push_n++;
+	s->push_bytes += s->rx_len;
+	rx_flow(s);
 }
 
 /* ---------------------------------------------------------------- frames */
@@ -1397,9 +1526,13 @@ static int
 on_writeable(sl_sess *s, struct lws *wsi)
 {
 	if (s->ping_due) {
-		unsigned char ping[LWS_PRE + 1];
+		/* Not empty: lws drops the empty pong that answers an empty ping
+		 * before our callback could see it. */
+		unsigned char ping[LWS_PRE + 2];
+		ping[LWS_PRE] = 's';
+		ping[LWS_PRE + 1] = 'l';
 		s->ping_due = false;
-		if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
 			return -1;
 		if (s->q_head || s->close_after)
 			lws_callback_on_writable(wsi);
@@ -1422,10 +1555,8 @@ on_writeable(sl_sess *s, struct lws *wsi)
 			return -1;
 	}
 	if (s->q_bytes <= sl_gw.cfg.send_queue_bytes / 2 && !s->close_after) {
-		if (s->rx_paused) {
-			s->rx_paused = false;
-			lws_rx_flow_control(wsi, 1);
-		}
+		if (s->rx_paused)
+			rx_flow(s);
 		if (s->behind && !s->backlog_busy) {
 			s->behind = false;
 			backlog_next(s); /* catch up by cursor, then live again */

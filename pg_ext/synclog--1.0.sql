@@ -401,14 +401,17 @@ $$;
 
 -- One page of a snapshot, for readers that must bound their memory (the
 -- gateway): at most max rows after the position (after_table, after_row) in
--- (table name, row id) order; two NULLs start at the beginning.  Returns
+-- (table name, row id) order; two NULLs start at the beginning.  With
+-- max_bytes, rows stop once their JSON text reaches that many bytes (a page
+-- has at least one row, whatever its size).  Returns
 -- {"rows":[...], "cursor":N, "more":bool, "table":t, "row":r}, table/row being
 -- the position of the last row returned (pass it back for the next page).
 -- Pages are read at different moments: a reader takes the FIRST page's cursor
 -- as the snapshot's and then applies changes() after it; a change already
 -- reflected in a later page is then applied twice, which per-field LWW makes
 -- harmless.
-CREATE FUNCTION synclog.snapshot_page(groups text[], after_table text, after_row text, max int)
+CREATE FUNCTION synclog.snapshot_page(groups text[], after_table text, after_row text, max int,
+                                      max_bytes bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -418,6 +421,10 @@ DECLARE
     rows   jsonb := '[]'::jsonb;
     n      int := 0;
     got    int;
+    seen   int;
+    bytes  bigint := 0;
+    len    bigint;
+    cut    boolean := false;
     last_t text;
     cur    bigint;
 BEGIN
@@ -426,6 +433,10 @@ BEGIN
     END IF;
     IF max IS NULL OR max < 1 THEN
         RAISE EXCEPTION 'max must be a positive integer, not %', coalesce(max::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_bytes IS NOT NULL AND max_bytes < 1 THEN
+        RAISE EXCEPTION 'max_bytes must be a positive integer or NULL, not %', max_bytes
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF (after_table IS NULL) <> (after_row IS NULL) THEN
@@ -440,30 +451,41 @@ BEGIN
          WHERE after_table IS NULL OR tr.name >= after_table
          ORDER BY tr.name
     LOOP
-        EXIT WHEN n >= max;
+        EXIT WHEN n >= max OR cut;
+        -- b.before: the bytes of the rows before this one in the page.
         EXECUTE format(
-            'SELECT coalesce(jsonb_agg(r.j ORDER BY r.row_id), ''[]''::jsonb), count(*)::int '
-            'FROM (SELECT m.row_id, jsonb_build_object(''table'', $2, ''row'', m.row_id, '
-            '''fields'', to_jsonb(x), ''clocks'', m.clocks) AS j '
-            'FROM synclog.row_meta m JOIN %s x ON x.%I = m.row_id::%s '
-            'WHERE m.tbl = $3 AND NOT m.deleted AND m.grp = ANY ($1) '
-            'AND ($4::text IS NULL OR m.row_id > $4) '
-            'ORDER BY m.row_id LIMIT $5) r',
+            'SELECT coalesce(jsonb_agg(b.j ORDER BY b.row_id) FILTER (WHERE b.keep), ''[]''::jsonb), '
+            '       count(*) FILTER (WHERE b.keep)::int, count(*)::int, '
+            '       coalesce(sum(b.len) FILTER (WHERE b.keep), 0)::bigint '
+            'FROM (SELECT a.row_id, a.j, a.len, '
+            '             $6::bigint IS NULL OR sum(a.len) OVER (ORDER BY a.row_id) - a.len < $6 '
+            '             OR ($7 AND a.rn = 1) AS keep '
+            '      FROM (SELECT r.row_id, r.j, octet_length(r.j::text)::bigint AS len, '
+            '                   row_number() OVER (ORDER BY r.row_id) AS rn '
+            '            FROM (SELECT m.row_id, jsonb_build_object(''table'', $2, ''row'', m.row_id, '
+            '                         ''fields'', to_jsonb(x), ''clocks'', m.clocks) AS j '
+            '                  FROM synclog.row_meta m JOIN %s x ON x.%I = m.row_id::%s '
+            '                  WHERE m.tbl = $3 AND NOT m.deleted AND m.grp = ANY ($1) '
+            '                  AND ($4::text IS NULL OR m.row_id > $4) '
+            '                  ORDER BY m.row_id LIMIT $5 OFFSET 0) r) a) b',
             t.tbl, t.pk_column, t.pk_type)
-          INTO part, got
+          INTO part, got, seen, len
           USING groups, t.name, t.tbl,
-                CASE WHEN t.name = after_table THEN after_row END, max - n;
+                CASE WHEN t.name = after_table THEN after_row END, max - n,
+                max_bytes - bytes, n = 0;
         IF got > 0 THEN
             rows := rows || part;
             n := n + got;
+            bytes := bytes + len;
             last_t := t.name;
         END IF;
+        cut := got < seen OR (max_bytes IS NOT NULL AND bytes >= max_bytes);
     END LOOP;
     IF n = 0 THEN
         RETURN jsonb_build_object('rows', rows, 'cursor', cur, 'more', false);
     END IF;
     -- A full page may be the last: "more" then costs one empty page.
-    RETURN jsonb_build_object('rows', rows, 'cursor', cur, 'more', n >= max,
+    RETURN jsonb_build_object('rows', rows, 'cursor', cur, 'more', n >= max OR cut,
                               'table', last_t, 'row', (rows -> -1) ->> 'row');
 END
 $$;
@@ -544,12 +566,12 @@ REVOKE ALL ON FUNCTION synclog.track(regclass, name), synclog.untrack(regclass),
     synclog.create_token(text, text[], bool), synclog.revoke_token(text),
     synclog.authenticate(text), synclog.push(text, text, jsonb), synclog.cursor(),
     synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
-    synclog.snapshot_page(text[], text, text, int), synclog.tables(),
+    synclog.snapshot_page(text[], text, text, int, bigint), synclog.tables(),
     synclog.compact(), synclog.wait_sequenced(interval) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION synclog.authenticate(text), synclog.push(text, text, jsonb),
     synclog.cursor(), synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
-    synclog.snapshot_page(text[], text, text, int),
+    synclog.snapshot_page(text[], text, text, int, bigint),
     synclog.tables() TO synclog_gateway;
 
 -- The sequencer for this database starts once CREATE EXTENSION commits.

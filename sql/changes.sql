@@ -105,11 +105,12 @@ SELECT synclog.snapshot(ARRAY['A']) ->> 'cursor' AS snap_cursor \gset
 SELECT :snap_cursor::bigint = synclog.cursor() AS at_high_water;
 -- snapshot_page: the same rows as snapshot(), page by page in (table, row)
 -- order, each page resuming after the position the previous one returned.
-CREATE FUNCTION pg_temp.paged(groups text[], page int) RETURNS jsonb LANGUAGE plpgsql AS $f$
+CREATE FUNCTION pg_temp.paged(groups text[], page int, page_bytes bigint DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql AS $f$
 DECLARE p jsonb; t text; r text; acc jsonb := '[]'; pages int := 0;
 BEGIN
     LOOP
-        p := synclog.snapshot_page(groups, t, r, page);
+        p := synclog.snapshot_page(groups, t, r, page, page_bytes);
         acc := acc || (p -> 'rows');
         pages := pages + 1;
         EXIT WHEN NOT (p ->> 'more')::boolean;
@@ -122,6 +123,12 @@ $f$;
 SELECT page, pg_temp.paged(ARRAY['A', 'B'], page) -> 'rows' = synclog.snapshot(ARRAY['A', 'B']) -> 'rows' AS same_rows,
        pg_temp.paged(ARRAY['A', 'B'], page) -> 'pages' AS pages
   FROM generate_series(1, 4) page;
+-- A byte bound: pages stop once their rows' text reaches it, but hold at
+-- least one row.
+SELECT b AS page_bytes, pg_temp.paged(ARRAY['A', 'B'], 100, b) -> 'rows' = synclog.snapshot(ARRAY['A', 'B']) -> 'rows' AS same_rows,
+       pg_temp.paged(ARRAY['A', 'B'], 100, b) -> 'pages' AS pages
+  FROM unnest(ARRAY[1, 150, 100000]) b;
+SELECT synclog.snapshot_page(ARRAY['A'], NULL, NULL, 10, 0);
 SELECT synclog.snapshot_page(ARRAY['C'], NULL, NULL, 10) - 'cursor' AS empty_page;
 SELECT synclog.snapshot_page(ARRAY['A'], 'ch_items', NULL, 10);
 SELECT synclog.snapshot_page(ARRAY['A'], NULL, NULL, 0);
