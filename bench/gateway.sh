@@ -48,7 +48,11 @@
 #      gateway gets PG_CLIENTS + 1 database connections (--db-connections:
 #      one reads the change stream, the others carry queries), so both sides
 #      have the same number of connections pushing.  Every trial runs in a
-#      fresh database seeded alike.  Target >= 0.7x baseline.
+#      fresh database seeded alike.  Target >= 0.7x baseline.  Beside it,
+#      without a target, the same with each client following and writing a
+#      group of its own (gwload --own-groups), so each change goes back to
+#      its writer only: the push path apart from the fan-out of every change
+#      to all 100.
 #   5. CPU accounting: the share of the machine's CPU that other processes
 #      took during the measurements (above 5%: flagged as noisy).
 #
@@ -67,7 +71,7 @@
 #   BENCH_QUICK=1   2 trials of 2 s (fan-out), 1 trial (memory, queries),
 #                   2 x 3 s (push), 2000 instead of 10000 connections; about
 #                   2.5 minutes.  Full: 3 x 4 s, 3 trials of 4 s, 3 trials,
-#                   3 x 6 s; about 6 minutes.
+#                   3 x 6 s (twice through the gateway); about 6 minutes.
 #   BENCH_CLIENTS (8, as bench/run.sh)   pgbench connections of the push baseline
 #   PG_CONFIG / PG_BINDIR, TMPDIR (or CLUSTER_TMPDIR): as bench/run.sh
 #
@@ -336,23 +340,27 @@ export PGHOST=$CLUSTER_DIR
 unset PGPASSWORD PGSERVICE PGOPTIONS || true
 SUPER_CONNINFO="host=$CLUSTER_DIR port=$PGPORT user=$PGUSER"
 
-# prepare_db DB SEED: creates DB with the extension, items (tracked) and, when
-# SEED is 1, PUSH_CLIENTS x PUSH_ROWS rows ("%08x-0000-4000-a000-%012x" of
-# client and k, as gwload's updates and the pgbench script pick them); sets
-# TOKEN.  pg_stat_statements is created in it too.
+# prepare_db DB SEED [OWN]: creates DB with the extension, items (tracked)
+# and, when SEED is 1, PUSH_CLIENTS x PUSH_ROWS rows ("%08x-0000-4000-a000-%012x"
+# of client and k, as gwload's updates and the pgbench script pick them), in
+# GROUP, or with OWN=1 in GROUP-client (gwload --own-groups); sets TOKEN,
+# which grants GROUP and every GROUP-client.  pg_stat_statements is created in
+# it too.
 prepare_db() {
-	local db=$1 seed=$2
+	local db=$1 seed=$2 own=${3:-0}
 	psql_q -d postgres -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db"
 	psql_q -d "$db" >/dev/null <<SQL || die "cannot set up database $db"
 CREATE EXTENSION synclog;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 CREATE TABLE items (id uuid PRIMARY KEY, grp text NOT NULL, title text, n int);
 INSERT INTO items
-  SELECT (lpad(to_hex(c), 8, '0') || '-0000-4000-a000-' || lpad(to_hex(k), 12, '0'))::uuid, '$GROUP', 'seed', k
+  SELECT (lpad(to_hex(c), 8, '0') || '-0000-4000-a000-' || lpad(to_hex(k), 12, '0'))::uuid,
+         CASE WHEN $own = 1 THEN '$GROUP-' || c ELSE '$GROUP' END, 'seed', k
   FROM generate_series(0, $PUSH_CLIENTS - 1) c, generate_series(1, $PUSH_ROWS) k WHERE $seed = 1;
 SELECT synclog.track('items', 'grp');
 SQL
-	TOKEN=$(psql_q -d "$db" -c "SELECT synclog.create_token('bench', ARRAY['$GROUP'])") ||
+	TOKEN=$(psql_q -d "$db" -c "SELECT synclog.create_token('bench',
+		ARRAY['$GROUP'] || ARRAY(SELECT '$GROUP-' || c FROM generate_series(0, $PUSH_CLIENTS - 1) c))") ||
 		die "cannot create a token"
 	[[ $TOKEN =~ ^[A-Za-z0-9_-]+$ ]] || die "unexpected token text: $TOKEN"
 	psql_q -d "$db" -c "SELECT synclog.wait_sequenced('60s')" >/dev/null || die "the sequencer did not catch up in $db"
@@ -545,7 +553,24 @@ SELECT synclog.push('$1', 'bench-' || :c, (
 SQL
 }
 
-declare -a PGW=() PPG=()
+# push_gw KIND OWN: one gateway run of trial $t in a fresh database, all
+# clients in GROUP, or with OWN=1 each in a group of its own; sets LINE.
+push_gw() {
+	local db=gw_push_${t}_$1 own=()
+	prepare_db "$db" 1 "$2"
+	[[ $2 == 0 ]] || own=(--own-groups)
+	gw_start "$db" "push-$1-$t"
+	cur=$(server_cursor "$db")
+	gwload_run "$OUT/push-$1-$t.out" --mode push --port "$GW_PORT" --conns "$PUSH_CLIENTS" \
+		--batch "$PUSH_BATCH" --seconds "$PUSH_SECONDS" --rows-per-client "$PUSH_ROWS" --token "$TOKEN" \
+		--group "$GROUP" "${own[@]+"${own[@]}"}" --cursor "$cur"
+	gw_stop
+	drop_db "$db"
+	echo "push-$1 $t $LINE" >>"$TRIALS_FILE"
+	[[ $(kv "$LINE" rejected) == 0 ]] || echo "WARNING: the gateway rejected $(kv "$LINE" rejected) ops"
+}
+
+declare -a PGW=() PPG=() PGN=()
 echo
 echo "push throughput, batch $PUSH_BATCH: $PUSH_CLIENTS WebSocket clients through the gateway vs pgbench with $PG_CLIENTS connections; $PUSH_TRIALS trials x ${PUSH_SECONDS}s, each in a fresh database"
 for ((t = 1; t <= PUSH_TRIALS; t++)); do
@@ -571,24 +596,16 @@ for ((t = 1; t <= PUSH_TRIALS; t++)); do
 	pg_rate=$(awk -v t="$tps" -v b="$PUSH_BATCH" 'BEGIN {printf "%.1f", t * b}')
 	drop_db "$db"
 
-	db=gw_push_${t}_gw
-	prepare_db "$db" 1
-	gw_start "$db" "push-$t"
-	cur=$(server_cursor "$db")
-	gwload_run "$OUT/push-gw-$t.out" --mode push --port "$GW_PORT" --conns "$PUSH_CLIENTS" \
-		--batch "$PUSH_BATCH" --seconds "$PUSH_SECONDS" --rows-per-client "$PUSH_ROWS" --token "$TOKEN" \
-		--group "$GROUP" --cursor "$cur"
+	push_gw gw 0
 	line=$LINE
-	gw_stop
-	drop_db "$db"
+	push_gw gwown 1
+	nline=$LINE
 	echo "push-pgbench $t tps=$tps ops_per_s=$pg_rate" >>"$TRIALS_FILE"
-	echo "push-gw $t $line" >>"$TRIALS_FILE"
-	[[ $(kv "$line" rejected) == 0 ]] || echo "WARNING: the gateway rejected $(kv "$line" rejected) ops"
 	gw_rate=$(kv "$line" ops_per_s)
-	PGW+=("$gw_rate") PPG+=("$pg_rate")
+	PGW+=("$gw_rate") PPG+=("$pg_rate") PGN+=("$(kv "$nline" ops_per_s)")
 	others=$(other_cpu "$snap")
 	echo "push-others $t other_cpu_percent=$others" >>"$TRIALS_FILE"
-	echo "  trial $t/$PUSH_TRIALS: gateway $gw_rate ops/s (ack p50 $(kv "$line" ack_p50_ms) ms, p99 $(kv "$line" ack_p99_ms) ms); pgbench $pg_rate ops/s; other processes $others% CPU"
+	echo "  trial $t/$PUSH_TRIALS: gateway $gw_rate ops/s (ack p50 $(kv "$line" ack_p50_ms) ms, p99 $(kv "$line" ack_p99_ms) ms), each client in its own group $(kv "$nline" ops_per_s) ops/s; pgbench $pg_rate ops/s; other processes $others% CPU"
 done
 
 echo "  ($(($(date +%s) - T_START)) s so far)"
@@ -670,6 +687,9 @@ pratio=$(ratio_of "$pm" "$bm")
 add_row "gw_push_batch${PUSH_BATCH}_ops_per_s" "gw push, $PUSH_CLIENTS clients, batch $PUSH_BATCH" "$pm" ops/s "$bm" "$pratio" \
 	">= 0.7x baseline" "$(awk -v r="$pratio" 'BEGIN {print (r >= 0.7) ? "true" : "false"}')" \
 	"$pmn" "$pmx" "$PUSH_TRIALS" "ops/s (pgbench)"
+read -r nm nmn nmx <<<"$(stats "${PGN[@]}")"
+add_row "gw_push_batch${PUSH_BATCH}_own_groups_ops_per_s" "  same, each client its own group" "$nm" ops/s "$bm" "$(ratio_of "$nm" "$bm")" \
+	"" null "$nmn" "$nmx" "$PUSH_TRIALS" "ops/s (pgbench)"
 add_row gw_other_cpu_percent "CPU used by other processes (gw)" "$CPU_OTHER" "%" "" "" "" null "" "" ""
 
 NOTE="gw rows: median of trials [min-max]; baselines: lws = bare libwebsockets broadcast, pgbench = synclog.push over $PG_CLIENTS connections$FOOT"

@@ -39,7 +39,9 @@
  *           "%08x-0000-4000-a000-%012x" (client, 1..--rows-per-client), so
  *           clients never wait on each other's row locks.  The clients
  *           subscribe to the group like any client, so the gateway also fans
- *           every change out to all of them.
+ *           every change out to all of them; with --own-groups, connection N
+ *           follows and writes group "GROUP-N" instead (its rows seeded
+ *           there), so each change goes back to its writer only.
  *
  * --raw (the baseline, bench/lwsbcast): no hello (a connection is ready after
  * the handshake), and the publisher sends, instead of a push, the changes
@@ -139,6 +141,7 @@ static struct {
 	int rows_per_client;
 	const char *token;
 	const char *group;
+	bool own_groups;
 	unsigned long long cursor;
 	int concurrency;
 	double setup_timeout;
@@ -506,6 +509,19 @@ hlc_now(char out[17])
 	snprintf(out, 17, "%016llx", (unsigned long long) last);
 }
 
+/* The group connection c follows and writes to: --group, or with
+ * --own-groups "GROUP-N" for connection N. */
+static const char *
+group_of(const conn *c)
+{
+	static char buf[128];
+
+	if (!opt.own_groups)
+		return opt.group;
+	snprintf(buf, sizeof buf, "%s-%d", opt.group, c->idx);
+	return buf;
+}
+
 static void
 send_hello(conn *c)
 {
@@ -516,7 +532,7 @@ send_hello(conn *c)
 	n = snprintf(buf, sizeof buf,
 	             "{\"type\":\"hello\",\"client_id\":\"gwload-%08x-%d\",\"token\":\"%s\","
 	             "\"groups\":[\"%s\"],\"cursor\":%llu,\"hlc\":\"%s\"}",
-	             prefix, c->idx, opt.token, opt.group, opt.cursor, hlc);
+	             prefix, c->idx, opt.token, group_of(c), opt.cursor, hlc);
 	c->st = C_HELLO;
 	send_text(c, buf, (size_t) n);
 }
@@ -1282,7 +1298,7 @@ push_next(conn *c, double t)
 			len += (size_t) snprintf(buf + len, cap - len,
 			    "%s{\"id\":\"%s\",\"table\":\"items\",\"row\":\"%s\",\"kind\":\"upsert\","
 			    "\"fields\":{\"grp\":\"%s\",\"title\":\"new\",\"n\":%d},\"hlc\":\"%s\"}",
-			    g > 1 ? "," : "", id, row, opt.group, g, hlc);
+			    g > 1 ? "," : "", id, row, group_of(c), g, hlc);
 		} else {
 			unsigned k = 1 + (unsigned) (rnd() % (uint64_t) opt.rows_per_client);
 			len += (size_t) snprintf(buf + len, cap - len,
@@ -1332,10 +1348,10 @@ usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: gwload --port PORT [--host 127.0.0.1] [--mode idle|fanout|push] [--conns N]\n"
-	        "              [--token TOKEN] [--group g1] [--cursor N] [--raw] [--template FILE]\n"
-	        "              [--rate OPS_PER_S] [--seconds S] [--warmup S] [--drain S] [--batch B]\n"
-	        "              [--rows-per-client R] [--concurrency K] [--setup-timeout S]\n"
-	        "              [--sample-out FILE] [--samples FILE]\n"
+	        "              [--token TOKEN] [--group g1] [--own-groups] [--cursor N] [--raw]\n"
+	        "              [--template FILE] [--rate OPS_PER_S] [--seconds S] [--warmup S]\n"
+	        "              [--drain S] [--batch B] [--rows-per-client R] [--concurrency K]\n"
+	        "              [--setup-timeout S] [--sample-out FILE] [--samples FILE]\n"
 	        "              [--pgss CONNINFO --pgss-role ROLE [--pgss-out FILE]]\n");
 }
 
@@ -1385,6 +1401,7 @@ main(int argc, char **argv)
 		{ "rows-per-client", required_argument, NULL, 'R' },
 		{ "token", required_argument, NULL, 't' },
 		{ "group", required_argument, NULL, 'g' },
+		{ "own-groups", no_argument, NULL, 'G' },
 		{ "cursor", required_argument, NULL, 'c' },
 		{ "concurrency", required_argument, NULL, 'k' },
 		{ "setup-timeout", required_argument, NULL, 'T' },
@@ -1425,6 +1442,7 @@ main(int argc, char **argv)
 		case 'R': opt.rows_per_client = atoi(optarg); break;
 		case 't': opt.token = optarg; break;
 		case 'g': opt.group = optarg; break;
+		case 'G': opt.own_groups = true; break;
 		case 'c': opt.cursor = strtoull(optarg, NULL, 10); break;
 		case 'k': opt.concurrency = atoi(optarg); break;
 		case 'T': opt.setup_timeout = atof(optarg); break;
