@@ -73,6 +73,7 @@ typedef struct sl_buf {
 typedef struct sl_out {
 	struct sl_out *next;
 	sl_buf *buf;
+	uint32_t round;   /* the fan-out round that queued it, or 0 */
 } sl_out;
 
 /* One of these per session (WebSocket connection of protocol synclog.v1). */
@@ -129,6 +130,20 @@ typedef struct sl_pending {
 
 static sl_sess *sess_table[SL_SESS_BUCKETS];
 static lws_sorted_usec_list_t sweep_sul;
+
+/* The fan-out's state (see the comment above fanout_run()). */
+static struct {
+	bool running, again;
+	bool deferred;           /* a round waits for the last one's frames */
+	uint32_t round;          /* the last round's number (never 0) */
+	uint32_t tag;            /* while a round queues: its number, else 0 */
+	size_t round_frames;     /* frames the last round queued */
+	size_t unsent;           /* of those, not yet written or dropped */
+	int64_t round_ms;        /* when the last round queued them */
+	lws_sorted_usec_list_t sul;
+} fo;
+
+static void fanout_sent_one(void);
 
 size_t
 sl_session_data_size(void)
@@ -232,6 +247,8 @@ sess_free_queue(sl_sess *s)
 	sl_out *o = s->q_head;
 	while (o) {
 		sl_out *n = o->next;
+		if (o->round && o->round == fo.round)
+			fanout_sent_one();
 		buf_unref(o->buf);
 		free(o);
 		o = n;
@@ -285,6 +302,9 @@ queue_buf(sl_sess *s, sl_buf *b)
 	b->refs++;
 	o->next = NULL;
 	o->buf = b;
+	o->round = fo.tag;
+	if (fo.tag)
+		fo.round_frames++, fo.unsent++;
 	if (s->q_tail)
 		s->q_tail->next = o;
 	else
@@ -952,10 +972,6 @@ failed:
  * When the lowest cursor has left the log (snapshot_required), the sessions at
  * that cursor are sent a snapshot and the rest are served by the next round.
  */
-static struct {
-	bool running, again;
-} fo;
-
 typedef struct sl_fanout_q {
 	uint64_t after;
 } sl_fanout_q;
@@ -1013,13 +1029,60 @@ fanout_run(void)
 	free(lit);
 }
 
+/*
+ * Pacing.  Under load the fastest way to many subscribers is fewer, fuller
+ * frames: a round is not started while most frames of the last one are still
+ * unwritten (more than a tenth of them, for at most SL_FANOUT_DEFER_MS), so
+ * the changes that commit meanwhile go out together, one frame per session,
+ * in the next round.  A few stalled sessions cannot hold it: they are under
+ * the tenth, and the wait is capped.
+ */
+#define SL_FANOUT_DEFER_MS 25
+
+static bool
+fanout_ready(void)
+{
+	return fo.unsent * 10 <= fo.round_frames ||
+	       sl_gw_now_ms() - fo.round_ms >= SL_FANOUT_DEFER_MS;
+}
+
+static void fanout_kick(void);
+
+static void
+fanout_deferred(lws_sorted_usec_list_t *sul)
+{
+	(void) sul;
+	fo.deferred = false;
+	fanout_kick();
+}
+
 static void
 fanout_kick(void)
 {
-	if (fo.running)
+	if (fo.running) {
 		fo.again = true;
-	else
+	} else if (fanout_ready()) {
+		if (fo.deferred) {
+			fo.deferred = false;
+			lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
+		}
 		fanout_run();
+	} else if (!fo.deferred) {
+		fo.deferred = true;
+		int64_t left = SL_FANOUT_DEFER_MS - (sl_gw_now_ms() - fo.round_ms);
+		lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, fanout_deferred,
+		                 (left > 0 ? left : 1) * LWS_US_PER_MS);
+	}
+}
+
+/* A frame of the last round was written (or dropped with its session). */
+static void
+fanout_sent_one(void)
+{
+	if (fo.unsent > 0)
+		fo.unsent--;
+	if (fo.deferred && fanout_ready())
+		fanout_kick();
 }
 
 static uint64_t
@@ -1062,6 +1125,11 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 
+	if (++fo.round == 0)
+		fo.round = 1;
+	fo.tag = fo.round;
+	fo.round_frames = fo.unsent = 0;
+	fo.round_ms = sl_gw_now_ms();
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
@@ -1103,12 +1171,13 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		if (queue_frames(s, &slot[j].frames) && c.cursor > s->cursor)
 			s->cursor = c.cursor; /* nothing more for it up to the answer's cursor */
 	}
+	fo.tag = 0;
 	for (size_t j = 0; j < cap; j++)
 		frames_free(&slot[j].frames);
 	free(slot);
 	free(c.v);
 	if (rerun)
-		fanout_run();
+		fanout_kick();
 }
 
 /* ---------------------------------------------------------------- revocation */
@@ -1517,6 +1586,7 @@ sl_sessions_start(void)
 void
 sl_sessions_stop(void)
 {
+	lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(sl_gw.ctx, 0, &sweep_sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 }
 
@@ -1544,6 +1614,8 @@ on_writeable(sl_sess *s, struct lws *wsi)
 		if (!s->q_head)
 			s->q_tail = NULL;
 		s->q_bytes -= o->buf->len;
+		if (o->round && o->round == fo.round)
+			fanout_sent_one();
 		/* lws writes the frame header into the headroom: the same bytes for
 		 * every session sharing the buffer (same length, server frames are
 		 * not masked), and lws copies what the socket does not take. */
