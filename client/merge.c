@@ -162,15 +162,20 @@ upsert_into(sl_row *row, const json_t *fields, uint64_t hlc, const char *hlc_tex
 	return SL_OK;
 }
 
-/* Makes row a tombstone, in place.  Sets *changed unless it was one. */
+/*
+ * Makes row a tombstone, in place: no field values and no clocks (they can
+ * never matter again, and dropping them makes every order of application
+ * end in the same state).  Sets *changed unless it was one.
+ */
 static void
 delete_into(sl_row *row, bool *changed)
 {
 	if (row->deleted)
 		return;
 	row->deleted = true;
-	if (row->fields != NULL)
-		json_object_clear(row->fields);
+	json_decref(row->fields);
+	row->fields = NULL;
+	json_object_clear(row->clocks);
 	*changed = true;
 }
 

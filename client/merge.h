@@ -38,9 +38,9 @@
 
 /*
  * One row's state: confirmed state, or a computed visible row.  fields NULL
- * means the row is unknown (never seen, or seen only as a tombstone when
- * deleted is set).  A row is visible when fields is non-NULL and deleted is
- * false.
+ * means the row is unknown, or a tombstone when deleted is set (a tombstone
+ * made here has no fields and empty clocks).  A row is visible when fields
+ * is non-NULL and deleted is false.
  */
 typedef struct sl_row {
 	json_t *fields; /* owned; object column → value, or NULL */
@@ -105,7 +105,8 @@ int sl_merge_visible(const sl_row *confirmed, const sl_pending_op *ops, size_t n
  * client_id, table, row, group, kind, fields, hlc}; only kind, fields, hlc
  * and client_id are read, and the caller has matched table and row) to the
  * row's confirmed state.  An upsert sets each field whose confirmed clock it
- * beats; a delete makes the row a tombstone; nothing changes a tombstone.
+ * beats; a delete makes the row a tombstone (no field values, no clocks);
+ * nothing changes a tombstone.
  * So applying a change twice, or a change older than what confirmed holds,
  * changes nothing, and any order of application converges.  *changed (when
  * not NULL) says whether confirmed changed.  Returns SL_OK; SL_EINVAL for a
