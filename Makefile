@@ -1,14 +1,15 @@
 # synclog: top-level build.  The extension is built by PGXS in pg_ext/ (its
-# own Makefile), the gateway by plain make in gateway/; client/ joins later.  The two
+# own Makefile), the gateway and the client library by plain make in gateway/
+# and client/.  The two
 # commands the README promises are `make demo` and `make check`; both install
 # what is missing first (`make deps`).
 
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 
-.PHONY: all deps ext gateway install installcheck check demo bench clean
+.PHONY: all deps ext gateway client install installcheck check demo bench clean
 
-all: ext gateway
+all: ext gateway client
 
 deps:
 	@scripts/deps.sh
@@ -21,6 +22,12 @@ ext:
 # ASan and UBSan.
 gateway:
 	$(MAKE) -C gateway
+
+# The client library (issue 5, in progress): for now its pure core, the HLC
+# and the local model's merge; tests/suites/40-client-core.sh tests it under
+# ASan and UBSan.
+client:
+	$(MAKE) -C client
 
 # Installing into PostgreSQL's directories needs root; use sudo otherwise.
 install: all
@@ -52,4 +59,5 @@ bench: deps
 clean:
 	$(MAKE) -C pg_ext clean
 	$(MAKE) -C gateway clean
+	$(MAKE) -C client clean
 	rm -rf build
