@@ -14,7 +14,8 @@ enum {
 	SL_EINVAL = 1, /* a malformed argument: bad hlc text, bad change, ... */
 	SL_ESKEW = 2,  /* a remote clock too far ahead of the wall clock */
 	SL_ERANGE = 3, /* a clock or wall clock beyond what 48+16 bits hold */
-	SL_ENOMEM = 4  /* out of memory */
+	SL_ENOMEM = 4, /* out of memory */
+	SL_EDB = 5     /* the local SQLite file failed (open, I/O, corrupt, busy) */
 };
 
 #endif /* SL_STATUS_H */

@@ -1,0 +1,576 @@
+/*
+ * tests/client/test_store.c: tests of libsynclog's durable local store,
+ * client/store.c, on real SQLite files in a temporary directory.
+ *
+ * Built by `make -C client store-test-bin` with ASan and UBSan and run by
+ * tests/suites/41-client-store.sh.  Prints one line per check,
+ * "PASS: client-store: <name>" or "FAIL: client-store: <name> (<why>)", and
+ * exits 1 if any check failed.  The app's tables are read back through a
+ * second SQLite connection, as an app would read them.  Groups of checks:
+ * open and tables; local writes (visible at once, in the outbox); reopen
+ * (outbox, cursor, client_id, clock floor kept); incoming changes (own op
+ * confirmed, others' merged, visible = confirmed + pending); ack then
+ * change; rejection (op dropped, row rolled back); snapshot replacement with
+ * pending ops rebased on top; hostile identifiers; malformed frames change
+ * nothing.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "hlc.h"
+#include "store.h"
+
+static int n_pass, n_fail;
+static char dir[256], path[300];
+
+static void report(const char *name, bool ok, const char *why, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prints the PASS/FAIL line of one check; why is a printf format, used on FAIL. */
+static void
+report(const char *name, bool ok, const char *why, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		n_pass++;
+		printf("PASS: client-store: %s\n", name);
+		return;
+	}
+	n_fail++;
+	printf("FAIL: client-store: %s (", name);
+	va_start(ap, why);
+	vprintf(why, ap);
+	va_end(ap);
+	printf(")\n");
+}
+
+/*
+ * The first column of the first row of sql on the file, through its own
+ * connection, as text in a static buffer: "(none)" for no row, "(null)" for
+ * NULL, "(error: ...)" on error.  Rows are joined with '|' when all is true.
+ */
+static const char *
+q(const char *sql)
+{
+	static char out[4096];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	size_t len = 0;
+	int rc;
+
+	snprintf(out, sizeof(out), "(none)");
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		snprintf(out, sizeof(out), "(error: open)");
+		sqlite3_close(db);
+		return out;
+	}
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(out, sizeof(out), "(error: %s)", sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (int c = 0; c < sqlite3_column_count(st); c++) {
+			const char *v = (const char *) sqlite3_column_text(st, c);
+
+			len += (size_t) snprintf(out + len, sizeof(out) - len, "%s%s",
+			                         (len == 0 || out[len - 1] == '\n') ? "" : "|",
+			                         v ? v : "(null)");
+			if (len >= sizeof(out))
+				len = sizeof(out) - 1;
+		}
+		len += (size_t) snprintf(out + len, sizeof(out) - len, "\n");
+		if (len >= sizeof(out))
+			len = sizeof(out) - 1;
+	}
+	if (len > 0 && out[len - 1] == '\n')
+		out[len - 1] = '\0';
+	if (rc != SQLITE_DONE)
+		snprintf(out, sizeof(out), "(error: %s)", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+static bool
+is(const char *sql, const char *want, const char **got)
+{
+	*got = q(sql);
+	return strcmp(*got, want) == 0;
+}
+
+#define CHECK_Q(name, sql, want)                                                   \
+	do {                                                                           \
+		const char *got_;                                                          \
+		bool ok_ = is(sql, want, &got_);                                           \
+		report(name, ok_, "%s gave \"%s\", want \"%s\"", sql, got_, want);         \
+	} while (0)
+
+#define CHECK_RC(name, expr, want)                                                 \
+	do {                                                                           \
+		int rc_ = (expr);                                                          \
+		report(name, rc_ == (want), "rc %d, want %d: %s", rc_, (want),             \
+		       sl_store_errmsg(st));                                               \
+	} while (0)
+
+/* Counts the ops sl_store_pending lists; remembers the last op id. */
+struct pend {
+	int n;
+	char ids[1024];
+};
+
+static int
+pend_cb(void *ctx, const sl_store_op *op)
+{
+	struct pend *p = ctx;
+	size_t len = strlen(p->ids);
+
+	p->n++;
+	snprintf(p->ids + len, sizeof(p->ids) - len, "%s%s", len ? "," : "", op->op_id);
+	return 0;
+}
+
+static struct pend
+pending(sl_store *st)
+{
+	struct pend p = {0};
+
+	if (sl_store_pending(st, pend_cb, &p) != SL_OK)
+		p.n = -1;
+	return p;
+}
+
+/* Rejections seen by the ack callback. */
+struct rej {
+	int n;
+	char last[512];
+};
+
+static void
+rej_cb(void *ctx, const char *op_id, const char *table, const char *row, const char *code,
+       const char *message)
+{
+	struct rej *r = ctx;
+
+	r->n++;
+	snprintf(r->last, sizeof(r->last), "%s %s %s %s %s", op_id, table, row, code, message);
+}
+
+static const char *issues_tables =
+	"{\"issues\": {\"pk\": \"id\", \"group\": \"team\", \"columns\": {\"id\": \"text\","
+	" \"team\": \"text\", \"title\": \"text\", \"prio\": \"integer\", \"done\": \"boolean\","
+	" \"est\": \"double precision\", \"meta\": \"jsonb\"}}}";
+
+/* A changes frame with one change. */
+static const char *
+change1(unsigned seq, const char *op_id, const char *cid, const char *row, const char *kind,
+        const char *fields, const char *hlc, unsigned cursor)
+{
+	static char buf[2048];
+
+	snprintf(buf, sizeof(buf),
+	         "{\"type\":\"changes\",\"cursor\":%u,\"changes\":[{\"seq\":%u,\"op_id\":\"%s\","
+	         "\"client_id\":\"%s\",\"table\":\"issues\",\"row\":\"%s\",\"group\":\"t1\","
+	         "\"kind\":\"%s\",\"fields\":%s,\"hlc\":\"%s\"}]}",
+	         cursor, seq, op_id, cid, row, kind, fields, hlc);
+	return buf;
+}
+
+static void
+test_open_and_writes(void)
+{
+	sl_store *st = NULL;
+	char id1[SL_UUID_LEN + 1] = "", id2[SL_UUID_LEN + 1] = "", id3[SL_UUID_LEN + 1] = "";
+	char client_id[SL_UUID_LEN + 1], sql[512];
+	uint64_t floor;
+	struct pend p;
+
+	report("open creates the file", sl_store_open(path, &st) == SL_OK && st != NULL, "%s",
+	       "open failed");
+	if (st == NULL)
+		exit(1);
+	{
+		const char *c = sl_store_client_id(st);
+
+		report("client_id is a UUID v4", strlen(c) == 36 && c[8] == '-' && c[14] == '4' &&
+		       strchr("89ab", c[19]) != NULL, "client_id %s", c);
+		snprintf(client_id, sizeof(client_id), "%s", c);
+	}
+	report("a new store's cursor is 0", sl_store_cursor(st) == 0, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	CHECK_Q("journal mode is WAL", "PRAGMA journal_mode", "wal");
+	CHECK_RC("put before the tables are known is refused",
+	         sl_store_put(st, "issues", "i0", "{}", NULL), SL_EINVAL);
+	CHECK_RC("ensure_tables creates the tables", sl_store_ensure_tables(st, issues_tables), SL_OK);
+	CHECK_Q("columns get SQLite affinities",
+	        "SELECT name, type, pk FROM pragma_table_info('issues') ORDER BY cid",
+	        "id|TEXT|1\nteam|TEXT|0\ntitle|TEXT|0\nprio|INTEGER|0\ndone|INTEGER|0\nest|REAL|0\nmeta|TEXT|0");
+	CHECK_RC("ensure_tables again accepts the existing table",
+	         sl_store_ensure_tables(st, issues_tables), SL_OK);
+
+	CHECK_RC("put", sl_store_put(st, "issues", "i1",
+	                             "{\"team\":\"t1\",\"title\":\"hello\",\"prio\":2,\"done\":true,"
+	                             "\"est\":1.5,\"meta\":{\"a\":[1]}}", id1), SL_OK);
+	CHECK_Q("put is visible at once", "SELECT id, team, title, prio, done, est, meta FROM issues",
+	        "i1|t1|hello|2|1|1.5|{\"a\":[1]}");
+	snprintf(sql, sizeof(sql), "SELECT kind, tbl, row, acked FROM _synclog_outbox WHERE op_id = '%s'", id1);
+	CHECK_Q("put is in the outbox under its op id", sql, "upsert|issues|i1|0");
+	CHECK_RC("put of an unknown column is refused",
+	         sl_store_put(st, "issues", "i1", "{\"nope\":1}", NULL), SL_EINVAL);
+	CHECK_RC("put to an unknown table is refused",
+	         sl_store_put(st, "people", "i1", "{}", NULL), SL_EINVAL);
+	CHECK_RC("put of fields that are not an object is refused",
+	         sl_store_put(st, "issues", "i1", "[1]", NULL), SL_EINVAL);
+	CHECK_RC("put of an empty row is refused", sl_store_put(st, "issues", "", "{}", NULL), SL_EINVAL);
+	CHECK_Q("refused puts leave no op", "SELECT count(*) FROM _synclog_outbox", "1");
+
+	CHECK_RC("second put", sl_store_put(st, "issues", "i2", "{\"team\":\"t1\",\"title\":\"two\"}", id2), SL_OK);
+	CHECK_Q("second row visible", "SELECT id, title, prio FROM issues ORDER BY id", "i1|hello|2\ni2|two|(null)");
+	CHECK_RC("delete", sl_store_delete(st, "issues", "i2", id3), SL_OK);
+	CHECK_Q("delete is visible at once", "SELECT id FROM issues ORDER BY id", "i1");
+	CHECK_Q("the outbox holds the ops in order", "SELECT kind || ':' || row FROM _synclog_outbox ORDER BY seq",
+	        "upsert:i1\nupsert:i2\ndelete:i2");
+	CHECK_Q("the ops' clocks increase", "SELECT count(*) FROM _synclog_outbox a JOIN _synclog_outbox b"
+	        " ON b.seq = a.seq + 1 WHERE b.hlc <= a.hlc", "0");
+	p = pending(st);
+	report("pending lists the three ops in order", p.n == 3 && strstr(p.ids, id1) == p.ids,
+	       "n %d, ids %s", p.n, p.ids);
+	report("op ids are distinct UUIDs", strlen(id1) == 36 && strcmp(id1, id2) && strcmp(id2, id3),
+	       "%s %s %s", id1, id2, id3);
+
+	floor = sl_store_hlc(st);
+	sl_store_close(st);
+	st = NULL;
+	report("reopen", sl_store_open(path, &st) == SL_OK, "%s", "open failed");
+	if (st == NULL)
+		exit(1);
+	report("reopen keeps the client_id", strcmp(sl_store_client_id(st), client_id) == 0, "%s vs %s",
+	       sl_store_client_id(st), client_id);
+	report("reopen keeps the clock floor", sl_store_hlc(st) == floor, "%llx vs %llx",
+	       (unsigned long long) sl_store_hlc(st), (unsigned long long) floor);
+	report("reopen keeps the cursor", sl_store_cursor(st) == 0, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	p = pending(st);
+	report("reopen keeps the outbox", p.n == 3 && strstr(p.ids, id1) == p.ids, "n %d", p.n);
+	CHECK_RC("reopen knows the tables", sl_store_put(st, "issues", "i3", "{\"team\":\"t2\",\"title\":\"three\"}", NULL), SL_OK);
+	report("the clock moves past the stored floor", sl_store_hlc(st) > floor, "%llx vs %llx",
+	       (unsigned long long) sl_store_hlc(st), (unsigned long long) floor);
+	sl_store_close(st);
+	sl_store_close(NULL);
+	report("sl_store_close accepts NULL", true, "%s", "");
+}
+
+/* Runs sql on the file through its own read-write connection; exits on error. */
+static void
+w(const char *sql)
+{
+	sqlite3 *db;
+	char *err = NULL;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		fprintf(stderr, "test_store: %s: %s\n", sql, err ? err : sqlite3_errmsg(db));
+		exit(2);
+	}
+	sqlite3_close(db);
+}
+
+/* Opens a fresh store at dir/name with the issues table; exits on failure. */
+static sl_store *
+fresh(const char *name)
+{
+	sl_store *st = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (sl_store_open(path, &st) != SL_OK || sl_store_ensure_tables(st, issues_tables) != SL_OK) {
+		fprintf(stderr, "test_store: cannot open %s\n", path);
+		exit(2);
+	}
+	return st;
+}
+
+/* The hlc text of op_id in the outbox (static buffer). */
+static const char *
+op_hlc(const char *op_id)
+{
+	static char buf[32];
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "SELECT hlc FROM _synclog_outbox WHERE op_id = '%s'", op_id);
+	snprintf(buf, sizeof(buf), "%s", q(sql));
+	return buf;
+}
+
+/* The store's clock plus d, as text (static buffer). */
+static const char *
+ahead(sl_store *st, uint64_t d)
+{
+	static char buf[SL_HLC_TEXT_LEN + 1];
+
+	sl_hlc_format(sl_store_hlc(st) + d, buf);
+	return buf;
+}
+
+static void
+test_changes_acks(void)
+{
+	sl_store *st = fresh("changes.db");
+	char me[SL_UUID_LEN + 1], idA[SL_UUID_LEN + 1], idB[SL_UUID_LEN + 1], idC[SL_UUID_LEN + 1],
+		idD[SL_UUID_LEN + 1], hA[32], h[32], sql[256];
+	struct rej r = {0};
+	struct pend p;
+
+	snprintf(me, sizeof(me), "%s", sl_store_client_id(st));
+	sl_store_put(st, "issues", "i1", "{\"team\":\"t1\",\"title\":\"mine\",\"prio\":1}", idA);
+	snprintf(hA, sizeof(hA), "%s", op_hlc(idA));
+	CHECK_RC("own op's change applies",
+	         sl_store_apply_changes(st, change1(1, idA, me, "i1", "upsert",
+	                                            "{\"team\":\"t1\",\"title\":\"mine\",\"prio\":1}", hA, 1)),
+	         SL_OK);
+	CHECK_Q("own op confirmed leaves the outbox", "SELECT count(*) FROM _synclog_outbox", "0");
+	CHECK_Q("own op is in confirmed state", "SELECT fields, deleted FROM _synclog_confirmed",
+	        "{\"team\":\"t1\",\"title\":\"mine\",\"prio\":1}|0");
+	CHECK_Q("own op stays visible", "SELECT title, prio FROM issues", "mine|1");
+	report("changes advance the cursor", sl_store_cursor(st) == 1, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+
+	snprintf(h, sizeof(h), "%s", ahead(st, 1));
+	CHECK_RC("another client's change applies",
+	         sl_store_apply_changes(st, change1(2, "op-o1", "other", "i1", "upsert", "{\"prio\":5}", h, 2)),
+	         SL_OK);
+	CHECK_Q("another client's change is merged into the visible row", "SELECT title, prio FROM issues", "mine|5");
+	snprintf(sql, sizeof(sql), "SELECT clocks FROM _synclog_confirmed WHERE row = 'i1'");
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want), "{\"team\":[\"%s\",\"%s\"],\"title\":[\"%s\",\"%s\"],\"prio\":[\"%s\",\"other\"]}",
+		         hA, me, hA, me, h);
+		CHECK_Q("confirmed clocks are the changes' clocks", sql, want);
+	}
+
+	sl_store_put(st, "issues", "i1", "{\"title\":\"local\"}", idB);
+	CHECK_Q("a pending op shows over confirmed state", "SELECT title, prio FROM issues", "local|5");
+	CHECK_RC("an older change under a pending op applies",
+	         sl_store_apply_changes(st, change1(3, "op-o2", "other", "i1", "upsert", "{\"title\":\"remote\"}", hA, 3)),
+	         SL_OK);
+	CHECK_Q("the older change is confirmed", "SELECT json_extract(fields, '$.title') FROM _synclog_confirmed", "remote");
+	CHECK_Q("the newer pending op still wins the visible row", "SELECT title FROM issues", "local");
+	snprintf(h, sizeof(h), "%s", ahead(st, 5));
+	CHECK_RC("a newer change applies",
+	         sl_store_apply_changes(st, change1(4, "op-o3", "other", "i1", "upsert", "{\"title\":\"later\"}", h, 4)),
+	         SL_OK);
+	CHECK_Q("a newer change beats the pending op (LWW)", "SELECT title FROM issues", "later");
+	{
+		uint64_t hv;
+
+		sl_hlc_parse(h, &hv);
+		report("the clock observes incoming changes", sl_store_hlc(st) >= hv, "%llx < %s",
+		       (unsigned long long) sl_store_hlc(st), h);
+	}
+	CHECK_RC("a replayed change is accepted",
+	         sl_store_apply_changes(st, change1(2, "op-o1", "other", "i1", "upsert", "{\"prio\":99}", ahead(st, 9), 2)),
+	         SL_OK);
+	CHECK_Q("a change at or below the cursor is skipped", "SELECT prio FROM issues", "5");
+	report("the cursor never moves back", sl_store_cursor(st) == 4, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	snprintf(h, sizeof(h), "%s", ahead(st, 1));
+	sl_store_apply_changes(st, change1(5, "op-o4", "other", "i9", "upsert", "{\"team\":\"t1\",\"title\":\"nine\"}", h, 5));
+	CHECK_Q("another client's new row appears", "SELECT title FROM issues WHERE id = 'i9'", "nine");
+	sl_store_apply_changes(st, change1(6, "op-o5", "other", "i9", "delete", "null", ahead(st, 1), 6));
+	CHECK_Q("another client's delete removes the row", "SELECT count(*) FROM issues WHERE id = 'i9'", "0");
+	CHECK_Q("a delete leaves a tombstone", "SELECT deleted, fields FROM _synclog_confirmed WHERE row = 'i9'", "1|(null)");
+	CHECK_RC("a frame with no changes", sl_store_apply_changes(st, "{\"changes\":[],\"cursor\":10}"), SL_OK);
+	report("a frame with no changes moves the cursor to the frame's", sl_store_cursor(st) == 10,
+	       "cursor %llu", (unsigned long long) sl_store_cursor(st));
+	{
+		char frame[1024];
+
+		snprintf(frame, sizeof(frame),
+		         "{\"cursor\":13,\"changes\":[{\"seq\":11,\"op_id\":\"x\",\"client_id\":\"other\","
+		         "\"table\":\"issues\",\"row\":\"i1\",\"kind\":\"upsert\",\"fields\":{\"prio\":42},"
+		         "\"hlc\":\"%s\"},{\"seq\":12,\"client_id\":\"other\",\"table\":\"issues\","
+		         "\"row\":\"i1\",\"kind\":\"merge\",\"hlc\":\"%s\"}]}", ahead(st, 1), ahead(st, 2));
+		CHECK_RC("a frame with a malformed change is refused", sl_store_apply_changes(st, frame), SL_EINVAL);
+	}
+	CHECK_Q("a refused frame applies none of its changes", "SELECT prio FROM issues WHERE id = 'i1'", "5");
+	report("a refused frame leaves the cursor", sl_store_cursor(st) == 10, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	CHECK_RC("a changes frame that is not JSON is refused", sl_store_apply_changes(st, "{"), SL_EINVAL);
+	CHECK_RC("a changes frame without a cursor is refused", sl_store_apply_changes(st, "{\"changes\":[]}"), SL_EINVAL);
+
+	/* ack, then change: the acked op leaves pending() but stays in the outbox. */
+	snprintf(sql, sizeof(sql), "{\"acked\":[\"%s\"],\"rejected\":[],\"hlc\":\"%s\"}", idB, ahead(st, 1));
+	CHECK_RC("ack", sl_store_ack(st, sql, rej_cb, &r), SL_OK);
+	p = pending(st);
+	report("an acked op is not listed for resending", p.n == 0, "n %d", p.n);
+	snprintf(sql, sizeof(sql), "SELECT acked FROM _synclog_outbox WHERE op_id = '%s'", idB);
+	CHECK_Q("an acked op stays pending in the outbox", sql, "1");
+	CHECK_RC("the acked op's change applies",
+	         sl_store_apply_changes(st, change1(14, idB, me, "i1", "upsert", "{}", op_hlc(idB), 14)), SL_OK);
+	CHECK_Q("the acked op leaves the outbox when its change arrives", "SELECT count(*) FROM _synclog_outbox", "0");
+	CHECK_Q("its change won nothing: the visible row is confirmed state", "SELECT title, prio FROM issues WHERE id = 'i1'", "later|5");
+
+	/* rejection: the op is dropped and the row rolled back. */
+	sl_store_put(st, "issues", "i1", "{\"title\":\"bad\",\"prio\":-1}", idC);
+	sl_store_put(st, "issues", "i5", "{\"team\":\"t1\",\"title\":\"new\"}", idD);
+	CHECK_Q("before rejection the ops are visible", "SELECT id, title FROM issues ORDER BY id", "i1|bad\ni5|new");
+	snprintf(sql, sizeof(sql), "{\"acked\":[],\"rejected\":[{\"id\":\"%s\",\"code\":\"constraint_violation\","
+	         "\"message\":\"prio >= 0\"}]}", idC);
+	CHECK_RC("ack with a rejection", sl_store_ack(st, sql, rej_cb, &r), SL_OK);
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want), "%s issues i1 constraint_violation prio >= 0", idC);
+		report("the rejection is reported with its code", r.n == 1 && strcmp(r.last, want) == 0,
+		       "n %d, last \"%s\"", r.n, r.last);
+	}
+	CHECK_Q("a rejected op leaves the outbox", "SELECT row FROM _synclog_outbox", "i5");
+	CHECK_Q("a rejected op's row rolls back", "SELECT title, prio FROM issues WHERE id = 'i1'", "later|5");
+	snprintf(sql, sizeof(sql), "{\"rejected\":[{\"id\":\"%s\",\"code\":\"unauthorized\"}]}", idD);
+	sl_store_ack(st, sql, rej_cb, &r);
+	CHECK_Q("a rejected creation removes the row", "SELECT count(*) FROM issues WHERE id = 'i5'", "0");
+	CHECK_RC("a rejection of an unknown op",
+	         sl_store_ack(st, "{\"rejected\":[{\"id\":\"nope\",\"code\":\"x\"}]}", rej_cb, &r), SL_OK);
+	report("an unknown op's rejection is not reported", r.n == 2, "n %d", r.n);
+	CHECK_RC("an ack that is not an object is refused", sl_store_ack(st, "[]", NULL, NULL), SL_EINVAL);
+	CHECK_RC("an ack with acked not an array is refused", sl_store_ack(st, "{\"acked\":1}", NULL, NULL), SL_EINVAL);
+	sl_store_close(st);
+}
+
+static void
+test_snapshot(void)
+{
+	sl_store *st = fresh("snapshot.db");
+	char idA[SL_UUID_LEN + 1], frame[2048];
+
+	sl_store_apply_changes(st, change1(1, "o1", "other", "a", "upsert", "{\"team\":\"t1\",\"title\":\"a0\",\"prio\":1}", "0000000000010000", 1));
+	sl_store_apply_changes(st, change1(2, "o2", "other", "c", "upsert", "{\"team\":\"t1\",\"title\":\"c0\"}", "0000000000010000", 2));
+	sl_store_apply_changes(st, change1(3, "o3", "other", "x", "upsert", "{\"team\":\"t2\",\"title\":\"x0\"}", "0000000000010000", 3));
+	sl_store_put(st, "issues", "a", "{\"title\":\"a-local\"}", idA);
+	CHECK_Q("before the snapshot", "SELECT id, title FROM issues ORDER BY id", "a|a-local\nc|c0\nx|x0");
+	CHECK_RC("a snapshot frame with no begin is refused",
+	         sl_store_snapshot_frame(st, "{\"rows\":[],\"cursor\":1,\"done\":true}"), SL_EINVAL);
+	CHECK_RC("snapshot begin", sl_store_snapshot_begin(st, "[\"t1\"]"), SL_OK);
+	CHECK_RC("a malformed snapshot frame is refused",
+	         sl_store_snapshot_frame(st, "{\"rows\":[{\"table\":\"issues\"}],\"cursor\":50,\"done\":true}"), SL_EINVAL);
+	CHECK_RC("first snapshot frame",
+	         sl_store_snapshot_frame(st, "{\"type\":\"snapshot\",\"rows\":[{\"table\":\"issues\",\"row\":\"a\","
+	                                     "\"fields\":{\"id\":\"a\",\"team\":\"t1\",\"title\":\"a-snap\",\"prio\":3},"
+	                                     "\"clocks\":{\"title\":[\"0000000000020000\",\"other\"],"
+	                                     "\"prio\":[\"0000000000020000\",\"other\"]}}],\"cursor\":50,\"done\":false}"),
+	         SL_OK);
+	CHECK_Q("rows are held until the last frame", "SELECT id, title FROM issues ORDER BY id", "a|a-local\nc|c0\nx|x0");
+	report("the cursor is unchanged until the last frame", sl_store_cursor(st) == 3, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	snprintf(frame, sizeof(frame), "%s",
+	         "{\"type\":\"snapshot\",\"rows\":[{\"table\":\"issues\",\"row\":\"b\",\"fields\":{\"id\":\"b\","
+	         "\"team\":\"t1\",\"title\":\"b-snap\"}}],\"cursor\":50,\"done\":true}");
+	CHECK_RC("last snapshot frame", sl_store_snapshot_frame(st, frame), SL_OK);
+	CHECK_Q("the snapshot replaces the group's rows; other groups stay; pending ops on top",
+	        "SELECT id, title, prio FROM issues ORDER BY id", "a|a-local|3\nb|b-snap|(null)\nx|x0|(null)");
+	CHECK_Q("confirmed state is the snapshot's", "SELECT row, json_extract(fields, '$.title') FROM _synclog_confirmed ORDER BY row",
+	        "a|a-snap\nb|b-snap\nx|x0");
+	CHECK_Q("pending ops are kept", "SELECT count(*) FROM _synclog_outbox", "1");
+	report("the snapshot sets the cursor", sl_store_cursor(st) == 50, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
+	CHECK_RC("a frame after the last one is refused", sl_store_snapshot_frame(st, frame), SL_EINVAL);
+	/* A snapshot for every group (NULL) with a newer clock than the pending op's... no: the
+	 * pending op's clock is ours, newer; it still wins its field. */
+	sl_store_snapshot_begin(st, NULL);
+	CHECK_RC("a snapshot of every group",
+	         sl_store_snapshot_frame(st, "{\"rows\":[{\"table\":\"issues\",\"row\":\"a\",\"fields\":"
+	                                     "{\"team\":\"t1\",\"title\":\"a2\"}}],\"cursor\":60,\"done\":true}"), SL_OK);
+	CHECK_Q("a snapshot of every group replaces every row", "SELECT id, title, prio FROM issues ORDER BY id",
+	        "a|a-local|(null)");
+	sl_store_close(st);
+}
+
+static void
+test_hostile(void)
+{
+	sl_store *st;
+	char id1[SL_UUID_LEN + 1];
+
+	snprintf(path, sizeof(path), "%s/hostile.db", dir);
+	if (sl_store_open(path, &st) != SL_OK)
+		exit(2);
+	CHECK_RC("hostile identifiers are accepted as names",
+	         sl_store_ensure_tables(st, "{\"x\\\"; DROP TABLE _synclog_outbox; --\": {\"pk\": \"id\\\"\","
+	                                    " \"group\": \"g;\", \"columns\": {\"id\\\"\": \"text\", \"g;\": \"text\","
+	                                    " \"v'); DELETE FROM _synclog_meta; --\": \"integer\"}}}"),
+	         SL_OK);
+	CHECK_Q("the hostile table exists under its exact name",
+	        "SELECT name FROM sqlite_master WHERE name LIKE 'x%'", "x\"; DROP TABLE _synclog_outbox; --");
+	CHECK_Q("the hostile columns exist under their exact names",
+	        "SELECT group_concat(name, ',') FROM pragma_table_info('x\"; DROP TABLE _synclog_outbox; --')",
+	        "id\",g;,v'); DELETE FROM _synclog_meta; --");
+	CHECK_RC("put into the hostile table",
+	         sl_store_put(st, "x\"; DROP TABLE _synclog_outbox; --", "r'1\"",
+	                      "{\"g;\":\"t1\",\"v'); DELETE FROM _synclog_meta; --\":7}", id1), SL_OK);
+	CHECK_Q("the hostile row reads back",
+	        "SELECT \"id\"\"\", \"g;\", \"v'); DELETE FROM _synclog_meta; --\" FROM \"x\"\"; DROP TABLE _synclog_outbox; --\"",
+	        "r'1\"|t1|7");
+	CHECK_Q("nothing was executed: the outbox is intact", "SELECT count(*) FROM _synclog_outbox", "1");
+	CHECK_Q("nothing was executed: the metadata is intact", "SELECT count(*) >= 3 FROM _synclog_meta", "1");
+	CHECK_RC("a delete in the hostile table",
+	         sl_store_delete(st, "x\"; DROP TABLE _synclog_outbox; --", "r'1\"", NULL), SL_OK);
+	CHECK_Q("the hostile row is deleted", "SELECT count(*) FROM \"x\"\"; DROP TABLE _synclog_outbox; --\"", "0");
+	CHECK_RC("a welcome naming an internal table is refused",
+	         sl_store_ensure_tables(st, "{\"_synclog_outbox\": {\"pk\": \"seq\", \"columns\": {\"seq\": \"int\"}}}"),
+	         SL_EINVAL);
+	CHECK_RC("a welcome whose pk is not a column is refused",
+	         sl_store_ensure_tables(st, "{\"t\": {\"pk\": \"id\", \"columns\": {\"a\": \"int\"}}}"), SL_EINVAL);
+	CHECK_RC("a welcome that is not an object is refused", sl_store_ensure_tables(st, "[1]"), SL_EINVAL);
+	CHECK_RC("a value with quotes is stored as a value",
+	         sl_store_put(st, "x\"; DROP TABLE _synclog_outbox; --", "r2",
+	                      "{\"g;\":\"it's \\\"x\\\"; DROP TABLE _synclog_meta; --\"}", NULL), SL_OK);
+	CHECK_Q("the quoted value reads back", "SELECT \"g;\" FROM \"x\"\"; DROP TABLE _synclog_outbox; --\"",
+	        "it's \"x\"; DROP TABLE _synclog_meta; --");
+
+	/* A table the app created itself. */
+	w("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, extra TEXT)");
+	CHECK_RC("an app-created table with the same columns is accepted",
+	         sl_store_ensure_tables(st, "{\"people\": {\"pk\": \"id\", \"group\": \"name\", \"columns\": {\"id\": \"text\", \"name\": \"text\"}}}"),
+	         SL_OK);
+	CHECK_RC("a put into the app-created table", sl_store_put(st, "people", "p1", "{\"name\":\"ann\"}", NULL), SL_OK);
+	CHECK_Q("the app-created table gets the row", "SELECT id, name, extra FROM people", "p1|ann|(null)");
+	CHECK_RC("an app-created table missing a column is refused",
+	         sl_store_ensure_tables(st, "{\"people\": {\"pk\": \"id\", \"columns\": {\"id\": \"text\", \"age\": \"int\"}}}"),
+	         SL_EINVAL);
+	CHECK_RC("a refused welcome leaves the known tables",
+	         sl_store_put(st, "people", "p2", "{\"age\":3}", NULL), SL_EINVAL);
+	sl_store_close(st);
+}
+
+int
+main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	snprintf(dir, sizeof(dir), "%s/synclog-test-store.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	test_open_and_writes();
+	test_changes_acks();
+	test_snapshot();
+	test_hostile();
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "test_store: could not remove %s\n", dir);
+	}
+	printf("client-store: %d passed, %d failed\n", n_pass, n_fail);
+	return n_fail > 0 ? 1 : 0;
+}
