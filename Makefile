@@ -24,8 +24,9 @@ gateway:
 	$(MAKE) -C gateway
 
 # The client library (issue 5, in progress): for now its pure core, the HLC
-# and the local model's merge; tests/suites/40-client-core.sh tests it under
-# ASan and UBSan.
+# and the local model's merge (tests/suites/40-client-core.sh), and the
+# durable local store on SQLite (tests/suites/41-client-store.sh), tested
+# under ASan and UBSan.
 client:
 	$(MAKE) -C client
 

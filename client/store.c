@@ -913,6 +913,17 @@ sl_store_delete(sl_store *s, const char *table, const char *row, char op_id_out[
 
 /* ---------------------------------------------------------------- incoming changes */
 
+/* Adds (table, row) to keys, an object table → object row → true. */
+static int
+key_add(json_t *keys, const char *table, const char *row)
+{
+	json_t *rows = json_object_get(keys, table);
+
+	if (rows == NULL && json_object_set_new(keys, table, rows = json_object()) != 0)
+		return SL_ENOMEM;
+	return json_object_set_new(rows, row, json_true()) == 0 ? SL_OK : SL_ENOMEM;
+}
+
 /* Removes op_id from the outbox (nothing when absent). */
 static int
 outbox_remove(sl_store *s, const char *op_id)
@@ -993,18 +1004,25 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
 	json_t *frame = json_loads(frame_json ? frame_json : "", 0, NULL);
 	json_t *changes = json_object_get(frame, "changes"), *j_cursor = json_object_get(frame, "cursor");
-	json_t *c;
+	json_t *c, *keys = json_object(), *rows, *v;
+	const char *kt, *kr;
 	uint64_t last;
 	size_t i;
 	saved sv;
 	int rc;
 
+	if (keys == NULL) {
+		json_decref(frame);
+		return seterr(s, SL_ENOMEM, "out of memory");
+	}
 	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0) {
 		json_decref(frame);
+		json_decref(keys);
 		return seterr(s, SL_EINVAL, "malformed changes frame");
 	}
 	if ((rc = tx_begin(s, &sv)) != SL_OK) {
 		json_decref(frame);
+		json_decref(keys);
 		return rc;
 	}
 	last = s->cursor;
@@ -1026,12 +1044,19 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		    (rc = apply_decided(&r, is_delete, json_object_get(c, "fields"), hlc, cid)) == SL_OK &&
 		    (rc = confirmed_save(s, table, row, &r)) == SL_OK &&
 		    (op_id == NULL || (rc = outbox_remove(s, op_id)) == SL_OK))
-			rc = recompute(s, table, row);
+			rc = key_add(keys, table, row);
 		if (rc == SL_ENOMEM)
 			seterr(s, rc, "out of memory");
 		sl_row_clear(&r);
 		if (rc != SL_OK)
 			goto done;
+	}
+	/* Each affected row once, after all of the frame's changes. */
+	json_object_foreach(keys, kt, rows) {
+		json_object_foreach(rows, kr, v) {
+			if ((rc = recompute(s, kt, kr)) != SL_OK)
+				goto done;
+		}
 	}
 	if ((uint64_t) json_integer_value(j_cursor) > last)
 		last = (uint64_t) json_integer_value(j_cursor);
@@ -1041,6 +1066,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	rc = save_clock(s);
 done:
 	json_decref(frame);
+	json_decref(keys);
 	return tx_end(s, &sv, rc);
 }
 
@@ -1248,17 +1274,6 @@ replaced_by_snapshot(sl_store *s, const char *table, const char *fields_text, bo
 	}
 	free(text);
 	return in;
-}
-
-/* Adds (table, row) to keys, an object table → object row → true. */
-static int
-key_add(json_t *keys, const char *table, const char *row)
-{
-	json_t *rows = json_object_get(keys, table);
-
-	if (rows == NULL && json_object_set_new(keys, table, rows = json_object()) != 0)
-		return SL_ENOMEM;
-	return json_object_set_new(rows, row, json_true()) == 0 ? SL_OK : SL_ENOMEM;
 }
 
 /*

@@ -440,6 +440,28 @@ test_changes_acks(void)
 	report("an unknown op's rejection is not reported", r.n == 2, "n %d", r.n);
 	CHECK_RC("an ack that is not an object is refused", sl_store_ack(st, "[]", NULL, NULL), SL_EINVAL);
 	CHECK_RC("an ack with acked not an array is refused", sl_store_ack(st, "{\"acked\":1}", NULL, NULL), SL_EINVAL);
+
+	/* One frame: two changes to one row and one to a table this client does not know. */
+	{
+		char frame[1024], h1[32], h2[32];
+
+		snprintf(h1, sizeof(h1), "%s", ahead(st, 1));
+		snprintf(h2, sizeof(h2), "%s", ahead(st, 2));
+		snprintf(frame, sizeof(frame),
+		         "{\"cursor\":22,\"changes\":["
+		         "{\"seq\":20,\"op_id\":\"m1\",\"client_id\":\"other\",\"table\":\"issues\",\"row\":\"i1\","
+		         "\"kind\":\"upsert\",\"fields\":{\"prio\":8,\"title\":\"first\"},\"hlc\":\"%s\"},"
+		         "{\"seq\":21,\"op_id\":\"m2\",\"client_id\":\"other\",\"table\":\"ghost\",\"row\":\"g1\","
+		         "\"kind\":\"upsert\",\"fields\":{\"a\":1},\"hlc\":\"%s\"},"
+		         "{\"seq\":22,\"op_id\":\"m3\",\"client_id\":\"other\",\"table\":\"issues\",\"row\":\"i1\","
+		         "\"kind\":\"upsert\",\"fields\":{\"title\":\"second\"},\"hlc\":\"%s\"}]}", h1, h2, h2);
+		CHECK_RC("a frame of several changes", sl_store_apply_changes(st, frame), SL_OK);
+	}
+	CHECK_Q("several changes to one row all apply, in seq order", "SELECT title, prio FROM issues WHERE id = 'i1'", "second|8");
+	CHECK_Q("a change to an unknown table is kept as confirmed state",
+	        "SELECT fields FROM _synclog_confirmed WHERE tbl = 'ghost'", "{\"a\":1}");
+	report("the frame's cursor is kept", sl_store_cursor(st) == 22, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(st));
 	sl_store_close(st);
 }
 
