@@ -31,6 +31,7 @@
 #include "store.h"
 
 #define SL_MAX_SKEW_MS 60000 /* the receive rule's bound, as synclog.max_clock_skew */
+#define SL_STMT_CACHE 64     /* prepared statements kept per store */
 
 /* One of these per open file. */
 struct sl_store {
@@ -41,6 +42,13 @@ struct sl_store {
 	json_t *tables;            /* owned; welcome.tables as stored, or NULL */
 	json_t *snap_groups;       /* owned; the groups of the snapshot being received */
 	bool snap_open;            /* a snapshot was begun and not finished */
+	int urandom;               /* /dev/urandom, open for the store's life; -1 when closed */
+	struct cached {            /* prepared statements kept for reuse, by SQL text */
+		char *sql;             /* owned */
+		sqlite3_stmt *st;
+		bool busy;             /* handed out by prep() and not yet release()d */
+	} cache[SL_STMT_CACHE];
+	int n_cached;
 	char errmsg[512];
 };
 
@@ -145,18 +153,51 @@ exec(sl_store *s, const char *sql, const char *what)
 	return SL_OK;
 }
 
-/* Prepares sql; NULL on failure, with the error recorded. */
+/*
+ * A prepared statement for sql, from the store's cache when it holds one that
+ * is not in use; NULL on failure, with the error recorded.  Every statement
+ * prep() returns goes back through release(), never sqlite3_finalize.
+ */
 static sqlite3_stmt *
 prep(sl_store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
+	int i;
 
+	for (i = 0; i < s->n_cached; i++) {
+		if (!s->cache[i].busy && strcmp(s->cache[i].sql, sql) == 0) {
+			s->cache[i].busy = true;
+			return s->cache[i].st;
+		}
+	}
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		dberr(s, "prepare");
 		sqlite3_finalize(st);
 		return NULL;
 	}
+	if (s->n_cached < SL_STMT_CACHE && (s->cache[s->n_cached].sql = strdup(sql)) != NULL) {
+		s->cache[s->n_cached].st = st;
+		s->cache[s->n_cached].busy = true;
+		s->n_cached++;
+	}
 	return st;
+}
+
+/* Gives back a statement from prep(): reset for reuse, or finalized.  Accepts NULL. */
+static void
+release(sl_store *s, sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	for (int i = 0; i < s->n_cached; i++) {
+		if (s->cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			s->cache[i].busy = false;
+			return;
+		}
+	}
+	sqlite3_finalize(st);
 }
 
 /* Steps a statement that returns no row, then finalizes it.  SL_OK or SL_EDB. */
@@ -167,10 +208,10 @@ step_done(sl_store *s, sqlite3_stmt *st, const char *what)
 
 	if (rc != SQLITE_DONE) {
 		dberr(s, what);
-		sqlite3_finalize(st);
+		release(s, st);
 		return SL_EDB;
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	return SL_OK;
 }
 
@@ -200,10 +241,10 @@ meta_get(sl_store *s, const char *key, char **out)
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*out = strdup((const char *) sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
+		release(s, st);
 		return *out ? SL_OK : seterr(s, SL_ENOMEM, "out of memory");
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	return rc == SQLITE_DONE ? SL_OK : dberr(s, "read _synclog_meta");
 }
 
@@ -271,20 +312,16 @@ new_uuid(sl_store *s, char out[SL_UUID_LEN + 1])
 {
 	unsigned char b[16];
 	ssize_t got = 0;
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (s->urandom < 0 && (s->urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0)
 		return seterr(s, SL_EDB, "cannot open /dev/urandom");
 	while (got < 16) {
-		ssize_t n = read(fd, b + got, 16 - (size_t) got);
+		ssize_t n = read(s->urandom, b + got, 16 - (size_t) got);
 
-		if (n <= 0) {
-			close(fd);
+		if (n <= 0)
 			return seterr(s, SL_EDB, "cannot read /dev/urandom");
-		}
 		got += n;
 	}
-	close(fd);
 	b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80);
 	snprintf(out, SL_UUID_LEN + 1,
@@ -326,6 +363,7 @@ sl_store_open(const char *path, sl_store **out)
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return SL_ENOMEM;
+	s->urandom = -1;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
 		rc = SL_EDB;
@@ -383,6 +421,12 @@ sl_store_close(sl_store *s)
 {
 	if (s == NULL)
 		return;
+	for (int i = 0; i < s->n_cached; i++) {
+		sqlite3_finalize(s->cache[i].st);
+		free(s->cache[i].sql);
+	}
+	if (s->urandom >= 0)
+		close(s->urandom);
 	sqlite3_close_v2(s->db);
 	json_decref(s->tables);
 	json_decref(s->snap_groups);
@@ -484,14 +528,14 @@ ensure_one(sl_store *s, const char *table, const json_t *def)
 		json_t *have = json_object();
 
 		if (have == NULL) {
-			sqlite3_finalize(st);
+			release(s, st);
 			return seterr(s, SL_ENOMEM, "out of memory");
 		}
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			exists = true;
 			json_object_set_new(have, (const char *) sqlite3_column_text(st, 0), json_true());
 		}
-		sqlite3_finalize(st);
+		release(s, st);
 		if (rc != SQLITE_DONE) {
 			json_decref(have);
 			return dberr(s, "read the columns of an app table");
@@ -632,7 +676,7 @@ confirmed_load(sl_store *s, const char *table, const char *row, sl_row *r)
 		r->deleted = sqlite3_column_int(st, 2) != 0;
 		if (f != NULL && (r->fields = json_loads(f, 0, NULL)) == NULL) {
 			json_decref(c);
-			sqlite3_finalize(st);
+			release(s, st);
 			return seterr(s, SL_EDB, "corrupt confirmed state of %s/%s", table, row);
 		}
 		if (json_is_object(c)) {
@@ -642,7 +686,7 @@ confirmed_load(sl_store *s, const char *table, const char *row, sl_row *r)
 			json_decref(c);
 		rc = SQLITE_DONE;
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	return rc == SQLITE_DONE ? SL_OK : dberr(s, "read confirmed state");
 }
 
@@ -659,7 +703,7 @@ confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 	if ((r->fields && (f = json_dumps(r->fields, JSON_COMPACT)) == NULL) ||
 	    (c = json_dumps(r->clocks, JSON_COMPACT)) == NULL) {
 		free(f);
-		sqlite3_finalize(st);
+		release(s, st);
 		return seterr(s, SL_ENOMEM, "out of memory");
 	}
 	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
@@ -729,7 +773,7 @@ visible_write(sl_store *s, const char *table, const json_t *def, const char *row
 			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
 				continue;
 			if (bind_json(st, i++, val) != SQLITE_OK) {
-				sqlite3_finalize(st);
+				release(s, st);
 				return dberr(s, "bind a value");
 			}
 		}
@@ -807,7 +851,7 @@ recompute(sl_store *s, const char *table, const char *row)
 	}
 	rc = visible_write(s, table, def, row, &vis);
 done:
-	sqlite3_finalize(st);
+	release(s, st);
 	for (size_t i = 0; i < n; i++) {
 		json_decref(fields[i]);
 		free(hlcs[i]);
@@ -1120,7 +1164,7 @@ sl_store_ack(sl_store *s, const char *ack_json, sl_store_reject_fn on_reject, vo
 			table = strdup((const char *) sqlite3_column_text(st, 0));
 			row = strdup((const char *) sqlite3_column_text(st, 1));
 		}
-		sqlite3_finalize(st);
+		release(s, st);
 		if (src != SQLITE_ROW && src != SQLITE_DONE) {
 			rc = dberr(s, "read the outbox");
 			goto done;
@@ -1188,7 +1232,7 @@ sl_store_pending(sl_store *s, sl_store_op_fn fn, void *ctx)
 			break;
 		}
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	if (rc != SQLITE_DONE)
 		return dberr(s, "read the outbox");
 	s->errmsg[0] = '\0';
@@ -1305,7 +1349,7 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 			             (const char *) sqlite3_column_text(st, 1));
 		if (rc == SL_OK && src != SQLITE_DONE)
 			rc = dberr(s, "list rows");
-		sqlite3_finalize(st);
+		release(s, st);
 	}
 	if (rc != SL_OK)
 		goto done;
@@ -1313,8 +1357,8 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 	st = prep(s, "SELECT tbl, row, fields, deleted FROM _synclog_confirmed");
 	del = prep(s, "DELETE FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
 	if (st == NULL || del == NULL) {
-		sqlite3_finalize(st);
-		sqlite3_finalize(del);
+		release(s, st);
+		release(s, del);
 		rc = SL_EDB;
 		goto done;
 	}
@@ -1329,10 +1373,10 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 			            (const char *) sqlite3_column_text(st, 1)) != SL_OK)
 				break;
 		}
-		sqlite3_finalize(st);
+		release(s, st);
 		if (gone == NULL || src != SQLITE_DONE) {
 			json_decref(gone);
-			sqlite3_finalize(del);
+			release(s, del);
 			rc = gone ? dberr(s, "read confirmed state") : seterr(s, SL_ENOMEM, "out of memory");
 			goto done;
 		}
@@ -1345,7 +1389,7 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 					rc = dberr(s, "replace confirmed state");
 			}
 		}
-		sqlite3_finalize(del);
+		release(s, del);
 		json_decref(gone);
 		if (rc != SL_OK)
 			goto done;
@@ -1364,7 +1408,7 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 		             (const char *) sqlite3_column_text(st, 1));
 	if (rc == SL_OK && src != SQLITE_DONE)
 		rc = dberr(s, "list rows");
-	sqlite3_finalize(st);
+	release(s, st);
 	if (rc != SL_OK)
 		goto done;
 	s->cursor = cursor;
@@ -1438,12 +1482,12 @@ sl_store_snapshot_frame(sl_store *s, const char *frame_json)
 			goto done;
 		}
 	}
-	sqlite3_finalize(st);
+	release(s, st);
 	st = NULL;
 	if (json_is_true(done_j))
 		rc = snapshot_finish(s, (uint64_t) json_integer_value(j_cursor));
 done:
-	sqlite3_finalize(st);
+	release(s, st);
 	rc = tx_end(s, &sv, rc);
 	if (rc == SL_OK && json_is_true(done_j)) {
 		s->snap_open = false;
