@@ -12,13 +12,18 @@
  * confirmed, others' merged, visible = confirmed + pending); ack then
  * change; rejection (op dropped, row rolled back); snapshot replacement with
  * pending ops rebased on top; hostile identifiers; malformed frames change
- * nothing.
+ * nothing; kill safety (a child process writing and confirming ops is
+ * SIGKILLed at random moments; every write it was told succeeded is found
+ * after reopening, in the outbox or confirmed, never both).
  */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -570,6 +575,138 @@ test_hostile(void)
 	sl_store_close(st);
 }
 
+/*
+ * The child of test_kill: puts rows and confirms every other one with a
+ * change of its own op, forever, telling the parent on fd after each call
+ * returns SL_OK: "P <op_id> <row> <seq>" or "C <op_id> <row> <seq>".
+ */
+static void
+kill_child(int fd)
+{
+	sl_store *st = NULL;
+	char line[256], id[SL_UUID_LEN + 1], row[32], h[SL_HLC_TEXT_LEN + 1], me[SL_UUID_LEN + 1];
+
+	if (sl_store_open(path, &st) != SL_OK)
+		_exit(3);
+	snprintf(me, sizeof(me), "%s", sl_store_client_id(st));
+	for (unsigned i = 0;; i++) {
+		uint64_t seq = sl_store_cursor(st) + 1;
+
+		snprintf(row, sizeof(row), "k%d-%u", (int) getpid(), i);
+		if (sl_store_put(st, "issues", row, "{\"team\":\"t1\",\"title\":\"k\"}", id) != SL_OK)
+			_exit(4);
+		snprintf(line, sizeof(line), "P %s %s 0\n", id, row);
+		if (write(fd, line, strlen(line)) < 0)
+			_exit(5);
+		if (i % 2 == 1)
+			continue;
+		sl_hlc_format(sl_store_hlc(st), h);
+		if (sl_store_apply_changes(st, change1((unsigned) seq, id, me, row, "upsert",
+		                                       "{\"team\":\"t1\",\"title\":\"k\"}", h,
+		                                       (unsigned) seq)) != SL_OK)
+			_exit(6);
+		snprintf(line, sizeof(line), "C %s %s %llu\n", id, row, (unsigned long long) seq);
+		if (write(fd, line, strlen(line)) < 0)
+			_exit(5);
+	}
+}
+
+static void
+test_kill(void)
+{
+	sl_store *st = fresh("kill.db");
+	bool all_ok = true, ran = false;
+	char why[512] = "";
+	int checked = 0;
+
+	sl_store_close(st);
+	srand((unsigned) time(NULL) ^ (unsigned) getpid());
+	for (int round = 0; round < 8; round++) {
+		int fds[2], status;
+		pid_t pid;
+		char buf[1 << 16];
+		size_t len = 0;
+		ssize_t n;
+		uint64_t max_seq = 0;
+		struct timespec ts = {0, (long) (2 + rand() % 40) * 1000000L};
+
+		if (pipe(fds) != 0 || (pid = fork()) < 0) {
+			perror("test_store: pipe/fork");
+			exit(2);
+		}
+		if (pid == 0) {
+			close(fds[0]);
+			kill_child(fds[1]);
+		}
+		close(fds[1]);
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		while (len < sizeof(buf) - 1 && (n = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+			len += (size_t) n;
+		close(fds[0]);
+		buf[len] = '\0';
+		if (!WIFSIGNALED(status)) {
+			snprintf(why, sizeof(why), "round %d: the child exited with %d", round, WEXITSTATUS(status));
+			all_ok = false;
+			break;
+		}
+		/* Every complete line the child wrote is a write it was told succeeded. */
+		for (char *p = buf, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+			char kind, id[64], row[64], sql[256];
+			unsigned long long seq;
+			const char *in_outbox, *visible;
+
+			*nl = '\0';
+			if (sscanf(p, "%c %63s %63s %llu", &kind, id, row, &seq) != 4)
+				continue;
+			ran = true;
+			checked++;
+			snprintf(sql, sizeof(sql), "SELECT count(*) FROM _synclog_outbox WHERE op_id = '%s'", id);
+			in_outbox = q(sql);
+			if (kind == 'P' && strcmp(in_outbox, "1") != 0) {
+				/* Unless its change was applied (perhaps just before the kill, unreported). */
+				snprintf(sql, sizeof(sql), "SELECT count(*) FROM _synclog_confirmed WHERE row = '%s'", row);
+				if (strcmp(q(sql), "1") != 0) {
+					snprintf(why, sizeof(why), "round %d: put %s is neither pending nor confirmed",
+					         round, id);
+					all_ok = false;
+				}
+			}
+			if (kind == 'C' && strcmp(in_outbox, "0") != 0) {
+				snprintf(why, sizeof(why), "round %d: confirmed op %s is still in the outbox", round, id);
+				all_ok = false;
+			}
+			if (kind == 'C' && seq > max_seq)
+				max_seq = seq;
+			snprintf(sql, sizeof(sql), "SELECT count(*) FROM issues WHERE id = '%s'", row);
+			visible = q(sql);
+			if (strcmp(visible, "1") != 0) {
+				snprintf(why, sizeof(why), "round %d: row %s is not visible", round, row);
+				all_ok = false;
+			}
+		}
+		if (sl_store_open(path, &st) != SL_OK) {
+			snprintf(why, sizeof(why), "round %d: reopen failed", round);
+			all_ok = false;
+			break;
+		}
+		if (sl_store_cursor(st) < max_seq) {
+			snprintf(why, sizeof(why), "round %d: cursor %llu behind a confirmed seq %llu", round,
+			         (unsigned long long) sl_store_cursor(st), (unsigned long long) max_seq);
+			all_ok = false;
+		}
+		sl_store_close(st);
+	}
+	printf("client-store: kill safety checked %d reported writes over 8 kills\n", checked);
+	CHECK_Q("after kills, no op is both pending and confirmed",
+	        "SELECT count(*) FROM _synclog_outbox o JOIN _synclog_confirmed c ON c.row = o.row", "0");
+	CHECK_Q("after kills, every pending op's row is visible",
+	        "SELECT count(*) FROM _synclog_outbox o LEFT JOIN issues i ON i.id = o.row WHERE i.id IS NULL", "0");
+	report("SIGKILL at random points loses no write that returned SL_OK", all_ok && ran, "%s",
+	       ran ? why : "the child wrote nothing");
+}
+
 int
 main(void)
 {
@@ -586,6 +723,7 @@ main(void)
 	test_changes_acks();
 	test_snapshot();
 	test_hostile();
+	test_kill();
 	{
 		char cmd[300];
 
