@@ -1,0 +1,247 @@
+/*
+ * client/outbox.c: the outbox side of the local store (store.h): local
+ * writes (put, delete) that append an op and recompute the visible row in one
+ * transaction, acks (acked ops stop being resent; rejected ops leave the
+ * outbox and their rows roll back) and the list of ops to resend.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "hlc.h"
+#include "merge.h"
+#include "store.h"
+#include "store_int.h"
+
+/* ---------------------------------------------------------------- local writes */
+
+/* sl_store_put and sl_store_delete: kind "upsert" (with fields) or "delete". */
+static int
+local_op(sl_store *s, const char *table, const char *row, bool is_delete, const char *fields_json,
+         char op_id_out[SL_UUID_LEN + 1])
+{
+	json_t *def = sls_table_def(s, table), *fields = NULL;
+	const json_t *cols;
+	const char *col, *pk;
+	json_t *val;
+	char op_id[SL_UUID_LEN + 1], hlc_text[SL_HLC_TEXT_LEN + 1], *ftext = NULL;
+	sqlite3_stmt *st;
+	uint64_t h;
+	saved sv;
+	int rc;
+
+	if (def == NULL)
+		return sls_seterr(s, SL_EINVAL, "unknown table \"%s\"", table ? table : "(null)");
+	if (row == NULL || row[0] == '\0')
+		return sls_seterr(s, SL_EINVAL, "empty row id");
+	pk = json_string_value(json_object_get(def, "pk"));
+	cols = json_object_get(def, "columns");
+	if (!is_delete) {
+		fields = json_loads(fields_json ? fields_json : "", 0, NULL);
+		if (!json_is_object(fields)) {
+			json_decref(fields);
+			return sls_seterr(s, SL_EINVAL, "fields are not a JSON object");
+		}
+		json_object_del(fields, pk); /* the row is the pk */
+		json_object_foreach(fields, col, val) {
+			if (json_object_get(cols, col) == NULL) {
+				rc = sls_seterr(s, SL_EINVAL, "unknown column \"%s\" of table \"%s\"", col, table);
+				json_decref(fields);
+				return rc;
+			}
+		}
+	}
+	ftext = fields ? json_dumps(fields, JSON_COMPACT) : strdup("{}");
+	json_decref(fields);
+	if (ftext == NULL)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		free(ftext);
+		return rc;
+	}
+	if ((rc = sls_new_uuid(s, op_id)) != SL_OK)
+		goto done;
+	if ((rc = sl_hlc_now(&s->clock, sls_wall_ms(), &h)) != SL_OK) {
+		rc = sls_seterr(s, rc, "the clock cannot advance");
+		goto done;
+	}
+	sl_hlc_format(h, hlc_text);
+	st = sls_prep(s, "INSERT INTO _synclog_outbox (op_id, tbl, row, kind, fields, hlc)"
+	             " VALUES (?, ?, ?, ?, ?, ?)");
+	if (st == NULL) {
+		rc = SL_EDB;
+		goto done;
+	}
+	sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, row, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, is_delete ? "delete" : "upsert", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, ftext, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, hlc_text, -1, SQLITE_STATIC);
+	if ((rc = sls_step_done(s, st, "append to the outbox")) != SL_OK)
+		goto done;
+	if ((rc = sls_save_clock(s)) != SL_OK)
+		goto done;
+	rc = sls_recompute(s, table, row);
+done:
+	free(ftext);
+	rc = sls_tx_end(s, &sv, rc);
+	if (rc == SL_OK && op_id_out != NULL)
+		memcpy(op_id_out, op_id, sizeof(op_id));
+	return rc;
+}
+
+int
+sl_store_put(sl_store *s, const char *table, const char *row, const char *fields_json,
+             char op_id_out[SL_UUID_LEN + 1])
+{
+	return local_op(s, table, row, false, fields_json, op_id_out);
+}
+
+int
+sl_store_delete(sl_store *s, const char *table, const char *row, char op_id_out[SL_UUID_LEN + 1])
+{
+	return local_op(s, table, row, true, NULL, op_id_out);
+}
+
+/* Removes op_id from the outbox (nothing when absent). */
+int
+sls_outbox_remove(sl_store *s, const char *op_id)
+{
+	sqlite3_stmt *st = sls_prep(s, "DELETE FROM _synclog_outbox WHERE op_id = ?");
+
+	if (st == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
+	return sls_step_done(s, st, "remove from the outbox");
+}
+
+/* ---------------------------------------------------------------- acks */
+
+int
+sl_store_ack(sl_store *s, const char *ack_json, sl_store_reject_fn on_reject, void *ctx)
+{
+	json_t *frame = json_loads(ack_json ? ack_json : "", 0, NULL);
+	json_t *acked = json_object_get(frame, "acked"), *rejected = json_object_get(frame, "rejected");
+	json_t *done_list = json_array(), *e;
+	sqlite3_stmt *st;
+	size_t i;
+	saved sv;
+	int rc;
+
+	if (done_list == NULL || !json_is_object(frame) || (acked && !json_is_array(acked)) ||
+	    (rejected && !json_is_array(rejected))) {
+		json_decref(frame);
+		json_decref(done_list);
+		return sls_seterr(s, done_list ? SL_EINVAL : SL_ENOMEM, "malformed ack frame");
+	}
+	if ((rc = sls_tx_begin(s, &sv)) != SL_OK)
+		goto out;
+	json_array_foreach(acked, i, e) {
+		if (!json_is_string(e))
+			continue;
+		if ((st = sls_prep(s, "UPDATE _synclog_outbox SET acked = 1 WHERE op_id = ?")) == NULL) {
+			rc = SL_EDB;
+			goto done;
+		}
+		sqlite3_bind_text(st, 1, json_string_value(e), -1, SQLITE_STATIC);
+		if ((rc = sls_step_done(s, st, "mark an op acked")) != SL_OK)
+			goto done;
+	}
+	json_array_foreach(rejected, i, e) {
+		const json_t *id = json_object_get(e, "id");
+		const json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
+		char *table = NULL, *row = NULL;
+		int src;
+
+		if (!json_is_string(id))
+			continue;
+		if ((st = sls_prep(s, "SELECT tbl, row FROM _synclog_outbox WHERE op_id = ?")) == NULL) {
+			rc = SL_EDB;
+			goto done;
+		}
+		sqlite3_bind_text(st, 1, json_string_value(id), -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+		if (src == SQLITE_ROW) {
+			table = strdup((const char *) sqlite3_column_text(st, 0));
+			row = strdup((const char *) sqlite3_column_text(st, 1));
+		}
+		sls_release(s, st);
+		if (src != SQLITE_ROW && src != SQLITE_DONE) {
+			rc = sls_dberr(s, "read the outbox");
+			goto done;
+		}
+		if (src == SQLITE_DONE)
+			continue; /* not ours, or already gone */
+		if (table == NULL || row == NULL ||
+		    json_array_append_new(done_list,
+		                          json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", json_string_value(id),
+		                                    "table", table, "row", row, "code",
+		                                    json_is_string(code) ? json_string_value(code) : "",
+		                                    "message",
+		                                    json_is_string(msg) ? json_string_value(msg) : "")) != 0)
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+		if (rc == SL_OK && (rc = sls_outbox_remove(s, json_string_value(id))) == SL_OK)
+			rc = sls_recompute(s, table, row);
+		free(table);
+		free(row);
+		if (rc != SL_OK)
+			goto done;
+	}
+	sls_observe_text(s, json_string_value(json_object_get(frame, "hlc")));
+	rc = sls_save_clock(s);
+done:
+	rc = sls_tx_end(s, &sv, rc);
+	if (rc == SL_OK && on_reject != NULL) {
+		json_array_foreach(done_list, i, e) {
+			on_reject(ctx, json_string_value(json_object_get(e, "id")),
+			          json_string_value(json_object_get(e, "table")),
+			          json_string_value(json_object_get(e, "row")),
+			          json_string_value(json_object_get(e, "code")),
+			          json_string_value(json_object_get(e, "message")));
+		}
+	}
+out:
+	json_decref(frame);
+	json_decref(done_list);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- pending ops */
+
+int
+sl_store_pending(sl_store *s, sl_store_op_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = sls_prep(s, "SELECT seq, op_id, tbl, row, kind, fields, hlc FROM _synclog_outbox"
+	                           " WHERE acked = 0 ORDER BY seq");
+	int rc;
+
+	if (st == NULL)
+		return SL_EDB;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sl_store_op op = {
+			.seq = sqlite3_column_int64(st, 0),
+			.op_id = (const char *) sqlite3_column_text(st, 1),
+			.table = (const char *) sqlite3_column_text(st, 2),
+			.row = (const char *) sqlite3_column_text(st, 3),
+			.kind = (const char *) sqlite3_column_text(st, 4),
+			.fields = (const char *) sqlite3_column_text(st, 5),
+			.hlc = (const char *) sqlite3_column_text(st, 6),
+		};
+
+		if (fn(ctx, &op) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sls_release(s, st);
+	if (rc != SQLITE_DONE)
+		return sls_dberr(s, "read the outbox");
+	s->errmsg[0] = '\0';
+	return SL_OK;
+}
+

@@ -1,0 +1,665 @@
+/*
+ * client/rebase.c: confirmed state and visible rows (store.h).  recompute
+ * merges a row's confirmed state with its pending ops (merge.h) and writes
+ * the result into the app's table; incoming changes and snapshots change
+ * confirmed state, as the server decided it, and recompute every row they
+ * touch, so pending ops are rebased on top.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "hlc.h"
+#include "merge.h"
+#include "store.h"
+#include "store_int.h"
+
+/* ---------------------------------------------------------------- rows */
+
+/* Binds a JSON value to parameter i as its SQLite value. */
+static int
+bind_json(sqlite3_stmt *st, int i, const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return sqlite3_bind_text(st, i, json_string_value(v), (int) json_string_length(v),
+		                         SQLITE_TRANSIENT);
+	case JSON_INTEGER:
+		return sqlite3_bind_int64(st, i, json_integer_value(v));
+	case JSON_REAL:
+		return sqlite3_bind_double(st, i, json_real_value(v));
+	case JSON_TRUE:
+		return sqlite3_bind_int(st, i, 1);
+	case JSON_FALSE:
+		return sqlite3_bind_int(st, i, 0);
+	case JSON_NULL:
+		return sqlite3_bind_null(st, i);
+	default: {
+		char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+		if (text == NULL)
+			return SQLITE_NOMEM;
+		return sqlite3_bind_text(st, i, text, -1, free);
+	}
+	}
+}
+
+/* Loads the confirmed state of (table, row) into r (initialised here). */
+static int
+confirmed_load(sl_store *s, const char *table, const char *row, sl_row *r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sl_row_init(r) != SL_OK)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	st = sls_prep(s, "SELECT fields, clocks, deleted FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
+	if (st == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *f = (const char *) sqlite3_column_text(st, 0);
+		json_t *c = json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL);
+
+		r->deleted = sqlite3_column_int(st, 2) != 0;
+		if (f != NULL && (r->fields = json_loads(f, 0, NULL)) == NULL) {
+			json_decref(c);
+			sls_release(s, st);
+			return sls_seterr(s, SL_EDB, "corrupt confirmed state of %s/%s", table, row);
+		}
+		if (json_is_object(c)) {
+			json_decref(r->clocks);
+			r->clocks = c;
+		} else
+			json_decref(c);
+		rc = SQLITE_DONE;
+	}
+	sls_release(s, st);
+	return rc == SQLITE_DONE ? SL_OK : sls_dberr(s, "read confirmed state");
+}
+
+/* Writes r as the confirmed state of (table, row). */
+static int
+confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
+{
+	sqlite3_stmt *st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_confirmed"
+	                           " (tbl, row, fields, clocks, deleted) VALUES (?, ?, ?, ?, ?)");
+	char *f = NULL, *c = NULL;
+
+	if (st == NULL)
+		return SL_EDB;
+	if ((r->fields && (f = json_dumps(r->fields, JSON_COMPACT)) == NULL) ||
+	    (c = json_dumps(r->clocks, JSON_COMPACT)) == NULL) {
+		free(f);
+		sls_release(s, st);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
+	if (f)
+		sqlite3_bind_text(st, 3, f, -1, free);
+	else
+		sqlite3_bind_null(st, 3);
+	sqlite3_bind_text(st, 4, c, -1, free);
+	sqlite3_bind_int(st, 5, r->deleted ? 1 : 0);
+	return sls_step_done(s, st, "write confirmed state");
+}
+
+/* Writes the visible row v of (table, row) into the app table, or deletes it. */
+static int
+visible_write(sl_store *s, const char *table, const json_t *def, const char *row, const sl_row *v)
+{
+	const char *pk = json_string_value(json_object_get(def, "pk"));
+	const json_t *cols = json_object_get(def, "columns");
+	sqlite3_stmt *st;
+	const char *col;
+	json_t *val;
+	sbuf b = {0};
+	int n = 1, i;
+
+	if (v->fields == NULL || v->deleted) {
+		sls_sb_str(&b, "DELETE FROM ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " WHERE ");
+		sls_qident(&b, pk);
+		sls_sb_str(&b, " = ?");
+	} else {
+		sbuf vals = {0};
+
+		sls_sb_str(&b, "INSERT OR REPLACE INTO ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " (");
+		sls_qident(&b, pk);
+		sls_sb_str(&vals, "?");
+		json_object_foreach(v->fields, col, val) {
+			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+				continue;
+			sls_sb_str(&b, ", ");
+			sls_qident(&b, col);
+			sls_sb_str(&vals, ", ?");
+			n++;
+		}
+		sls_sb_str(&b, ") VALUES (");
+		sls_sb_str(&b, vals.oom ? "" : vals.p);
+		sls_sb_str(&b, ")");
+		if (vals.oom)
+			b.oom = true;
+		free(vals.p);
+	}
+	if (b.oom) {
+		free(b.p);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	st = sls_prep(s, b.p);
+	free(b.p);
+	if (st == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, row, -1, SQLITE_STATIC);
+	i = 2;
+	if (n > 1) {
+		json_object_foreach(v->fields, col, val) {
+			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+				continue;
+			if (bind_json(st, i++, val) != SQLITE_OK) {
+				sls_release(s, st);
+				return sls_dberr(s, "bind a value");
+			}
+		}
+	}
+	return sls_step_done(s, st, "write the visible row");
+}
+
+/*
+ * Recomputes the visible row of (table, row) from confirmed state and the
+ * row's outbox ops and writes it.  A table not in welcome.tables has no
+ * visible rows: SL_OK.
+ */
+int
+sls_recompute(sl_store *s, const char *table, const char *row)
+{
+	json_t *def = sls_table_def(s, table);
+	sl_pending_op *ops = NULL;
+	json_t **fields = NULL;
+	char **hlcs = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *st = NULL;
+	sl_row conf = {0}, vis = {0};
+	int rc, src;
+
+	if (def == NULL)
+		return SL_OK;
+	if ((rc = confirmed_load(s, table, row, &conf)) != SL_OK)
+		goto done;
+	st = sls_prep(s, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE tbl = ? AND row = ? ORDER BY seq");
+	if (st == NULL) {
+		rc = SL_EDB;
+		goto done;
+	}
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 4;
+			void *a = realloc(ops, nc * sizeof(*ops)), *b2, *c;
+
+			if (a)
+				ops = a;
+			b2 = realloc(fields, nc * sizeof(*fields));
+			if (b2)
+				fields = b2;
+			c = realloc(hlcs, nc * sizeof(*hlcs));
+			if (c)
+				hlcs = c;
+			if (!a || !b2 || !c) {
+				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+				goto done;
+			}
+			cap = nc;
+		}
+		fields[n] = json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL);
+		hlcs[n] = strdup((const char *) sqlite3_column_text(st, 2));
+		ops[n].kind = strcmp((const char *) sqlite3_column_text(st, 0), "delete") == 0
+		                  ? SL_OP_DELETE : SL_OP_UPSERT;
+		ops[n].fields = fields[n];
+		ops[n].hlc = hlcs[n];
+		ops[n].client_id = s->client_id;
+		n++;
+		if (hlcs[n - 1] == NULL) {
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	if (src != SQLITE_DONE) {
+		rc = sls_dberr(s, "read the outbox");
+		goto done;
+	}
+	if ((rc = sl_merge_visible(&conf, ops, n, &vis, NULL)) != SL_OK) {
+		rc = sls_seterr(s, rc, "cannot merge %s/%s (bad outbox entry?)", table, row);
+		goto done;
+	}
+	rc = visible_write(s, table, def, row, &vis);
+done:
+	sls_release(s, st);
+	for (size_t i = 0; i < n; i++) {
+		json_decref(fields[i]);
+		free(hlcs[i]);
+	}
+	free(ops);
+	free(fields);
+	free(hlcs);
+	sl_row_clear(&conf);
+	sl_row_clear(&vis);
+	return rc;
+}
+
+/* Adds (table, row) to keys, an object table → object row → true. */
+int
+sls_key_add(json_t *keys, const char *table, const char *row)
+{
+	json_t *rows = json_object_get(keys, table);
+
+	if (rows == NULL && json_object_set_new(keys, table, rows = json_object()) != 0)
+		return SL_ENOMEM;
+	return json_object_set_new(rows, row, json_true()) == 0 ? SL_OK : SL_ENOMEM;
+}
+
+/* ---------------------------------------------------------------- incoming changes */
+
+/*
+ * Applies one change to r as the server decided it: its fields set with its
+ * clock, or a tombstone; nothing changes a tombstone.  SL_OK or SL_ENOMEM.
+ */
+static int
+apply_decided(sl_row *r, bool is_delete, const json_t *fields, const char *hlc, const char *cid)
+{
+	const char *col;
+	json_t *val;
+
+	if (r->deleted)
+		return SL_OK;
+	if (is_delete) {
+		json_decref(r->fields);
+		r->fields = NULL;
+		json_object_clear(r->clocks);
+		r->deleted = true;
+		return SL_OK;
+	}
+	if (r->fields == NULL && (r->fields = json_object()) == NULL)
+		return SL_ENOMEM;
+	if (!json_is_object(fields))
+		return SL_OK;
+	json_object_foreach((json_t *) fields, col, val) {
+		if (json_object_set_new(r->fields, col, json_deep_copy(val)) != 0 ||
+		    json_object_set_new(r->clocks, col, json_pack("[ss]", hlc, cid)) != 0)
+			return SL_ENOMEM;
+	}
+	return SL_OK;
+}
+
+/* Checks one change of a frame; fills the pieces (borrowed from change). */
+static bool
+change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, bool *is_delete,
+          const char **hlc, const char **cid, const char **op_id)
+{
+	const json_t *j_seq = json_object_get(c, "seq"), *j_kind = json_object_get(c, "kind");
+	const json_t *j_op = json_object_get(c, "op_id");
+	const char *kind;
+	uint64_t h;
+
+	if (!json_is_object(c) || !json_is_integer(j_seq) || json_integer_value(j_seq) < 0 ||
+	    !json_is_string(j_kind) || !json_is_string(json_object_get(c, "table")) ||
+	    !json_is_string(json_object_get(c, "row")) ||
+	    !json_is_string(json_object_get(c, "hlc")) ||
+	    !json_is_string(json_object_get(c, "client_id")))
+		return false;
+	*seq = (uint64_t) json_integer_value(j_seq);
+	*table = json_string_value(json_object_get(c, "table"));
+	*row = json_string_value(json_object_get(c, "row"));
+	*hlc = json_string_value(json_object_get(c, "hlc"));
+	*cid = json_string_value(json_object_get(c, "client_id"));
+	*op_id = json_is_string(j_op) ? json_string_value(j_op) : NULL;
+	kind = json_string_value(j_kind);
+	if (strcmp(kind, "delete") == 0)
+		*is_delete = true;
+	else if (strcmp(kind, "upsert") == 0)
+		*is_delete = false;
+	else
+		return false;
+	return sl_hlc_parse(*hlc, &h) == SL_OK && (*cid)[0] != '\0' && strlen(*cid) <= 64;
+}
+
+int
+sl_store_apply_changes(sl_store *s, const char *frame_json)
+{
+	json_t *frame = json_loads(frame_json ? frame_json : "", 0, NULL);
+	json_t *changes = json_object_get(frame, "changes"), *j_cursor = json_object_get(frame, "cursor");
+	json_t *c, *keys = json_object(), *rows, *v;
+	const char *kt, *kr;
+	uint64_t last;
+	size_t i;
+	saved sv;
+	int rc;
+
+	if (keys == NULL) {
+		json_decref(frame);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0) {
+		json_decref(frame);
+		json_decref(keys);
+		return sls_seterr(s, SL_EINVAL, "malformed changes frame");
+	}
+	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		json_decref(frame);
+		json_decref(keys);
+		return rc;
+	}
+	last = s->cursor;
+	json_array_foreach(changes, i, c) {
+		const char *table, *row, *hlc, *cid, *op_id;
+		bool is_delete;
+		uint64_t seq;
+		sl_row r = {0};
+
+		if (!change_ok(c, &seq, &table, &row, &is_delete, &hlc, &cid, &op_id)) {
+			rc = sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
+			goto done;
+		}
+		if (seq <= last)
+			continue; /* already applied */
+		last = seq;
+		sls_observe_text(s, hlc);
+		if ((rc = confirmed_load(s, table, row, &r)) == SL_OK &&
+		    (rc = apply_decided(&r, is_delete, json_object_get(c, "fields"), hlc, cid)) == SL_OK &&
+		    (rc = confirmed_save(s, table, row, &r)) == SL_OK &&
+		    (op_id == NULL || (rc = sls_outbox_remove(s, op_id)) == SL_OK))
+			rc = sls_key_add(keys, table, row);
+		if (rc == SL_ENOMEM)
+			sls_seterr(s, rc, "out of memory");
+		sl_row_clear(&r);
+		if (rc != SL_OK)
+			goto done;
+	}
+	/* Each affected row once, after all of the frame's changes. */
+	json_object_foreach(keys, kt, rows) {
+		json_object_foreach(rows, kr, v) {
+			if ((rc = sls_recompute(s, kt, kr)) != SL_OK)
+				goto done;
+		}
+	}
+	if ((uint64_t) json_integer_value(j_cursor) > last)
+		last = (uint64_t) json_integer_value(j_cursor);
+	s->cursor = last;
+	if ((rc = sls_meta_set_u64(s, "cursor", last)) != SL_OK)
+		goto done;
+	rc = sls_save_clock(s);
+done:
+	json_decref(frame);
+	json_decref(keys);
+	return sls_tx_end(s, &sv, rc);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+int
+sl_store_snapshot_begin(sl_store *s, const char *groups_json)
+{
+	json_t *groups = NULL;
+
+	if (groups_json != NULL) {
+		size_t i;
+		json_t *g;
+
+		groups = json_loads(groups_json, 0, NULL);
+		if (!json_is_array(groups)) {
+			json_decref(groups);
+			return sls_seterr(s, SL_EINVAL, "groups are not a JSON array");
+		}
+		json_array_foreach(groups, i, g) {
+			if (!json_is_string(g) && !json_is_integer(g)) {
+				json_decref(groups);
+				return sls_seterr(s, SL_EINVAL, "a group is not a string or an integer");
+			}
+		}
+	}
+	if (sls_exec(s, "DELETE FROM _synclog_snapshot", "forget an unfinished snapshot") != SL_OK) {
+		json_decref(groups);
+		return SL_EDB;
+	}
+	json_decref(s->snap_groups);
+	s->snap_groups = groups;
+	s->snap_open = true;
+	s->errmsg[0] = '\0';
+	return SL_OK;
+}
+
+/* The text form of a group value (malloc'd), as groups list it; NULL for none. */
+static char *
+group_text(const json_t *v)
+{
+	char buf[32];
+
+	if (json_is_string(v))
+		return strdup(json_string_value(v));
+	if (json_is_integer(v)) {
+		snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(v));
+		return strdup(buf);
+	}
+	return NULL;
+}
+
+/* True when a confirmed row (fields text, tombstone flag) is replaced by the snapshot. */
+static bool
+replaced_by_snapshot(sl_store *s, const char *table, const char *fields_text, bool deleted)
+{
+	json_t *def = sls_table_def(s, table), *fields, *g;
+	const char *gcol;
+	char *text;
+	size_t i;
+	bool in = false;
+
+	if (s->snap_groups == NULL || deleted || fields_text == NULL || def == NULL)
+		return true;
+	gcol = json_string_value(json_object_get(def, "group"));
+	if (gcol == NULL)
+		return true;
+	if ((fields = json_loads(fields_text, 0, NULL)) == NULL)
+		return true;
+	text = group_text(json_object_get(fields, gcol));
+	json_decref(fields);
+	if (text == NULL)
+		return false;
+	json_array_foreach(s->snap_groups, i, g) {
+		char *gt = group_text(g);
+
+		if (gt && strcmp(gt, text) == 0)
+			in = true;
+		free(gt);
+	}
+	free(text);
+	return in;
+}
+
+/*
+ * The last frame's work, inside the transaction: confirmed state of the
+ * groups replaced by the staged rows, cursor set, every row that was or is
+ * confirmed or pending recomputed.
+ */
+static int
+snapshot_finish(sl_store *s, uint64_t cursor)
+{
+	static const char *const key_sql[] = {
+		"SELECT tbl, row FROM _synclog_confirmed",
+		"SELECT tbl, row FROM _synclog_outbox",
+	};
+	json_t *keys = json_object(), *rows, *v;
+	const char *table, *row;
+	sqlite3_stmt *st, *del;
+	int rc = SL_OK, src;
+
+	if (keys == NULL)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	for (size_t k = 0; k < 2 && rc == SL_OK; k++) {
+		if ((st = sls_prep(s, key_sql[k])) == NULL) {
+			rc = SL_EDB;
+			break;
+		}
+		while (rc == SL_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+			rc = sls_key_add(keys, (const char *) sqlite3_column_text(st, 0),
+			             (const char *) sqlite3_column_text(st, 1));
+		if (rc == SL_OK && src != SQLITE_DONE)
+			rc = sls_dberr(s, "list rows");
+		sls_release(s, st);
+	}
+	if (rc != SL_OK)
+		goto done;
+	/* Forget the confirmed state the snapshot replaces. */
+	st = sls_prep(s, "SELECT tbl, row, fields, deleted FROM _synclog_confirmed");
+	del = sls_prep(s, "DELETE FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
+	if (st == NULL || del == NULL) {
+		sls_release(s, st);
+		sls_release(s, del);
+		rc = SL_EDB;
+		goto done;
+	}
+	{
+		json_t *gone = json_object();
+
+		while (gone && (src = sqlite3_step(st)) == SQLITE_ROW) {
+			if (replaced_by_snapshot(s, (const char *) sqlite3_column_text(st, 0),
+			                         (const char *) sqlite3_column_text(st, 2),
+			                         sqlite3_column_int(st, 3) != 0) &&
+			    sls_key_add(gone, (const char *) sqlite3_column_text(st, 0),
+			            (const char *) sqlite3_column_text(st, 1)) != SL_OK)
+				break;
+		}
+		sls_release(s, st);
+		if (gone == NULL || src != SQLITE_DONE) {
+			json_decref(gone);
+			sls_release(s, del);
+			rc = gone ? sls_dberr(s, "read confirmed state") : sls_seterr(s, SL_ENOMEM, "out of memory");
+			goto done;
+		}
+		json_object_foreach(gone, table, rows) {
+			json_object_foreach(rows, row, v) {
+				sqlite3_reset(del);
+				sqlite3_bind_text(del, 1, table, -1, SQLITE_STATIC);
+				sqlite3_bind_text(del, 2, row, -1, SQLITE_STATIC);
+				if (sqlite3_step(del) != SQLITE_DONE && rc == SL_OK)
+					rc = sls_dberr(s, "replace confirmed state");
+			}
+		}
+		sls_release(s, del);
+		json_decref(gone);
+		if (rc != SL_OK)
+			goto done;
+	}
+	if ((rc = sls_exec(s, "INSERT OR REPLACE INTO _synclog_confirmed (tbl, row, fields, clocks, deleted)"
+	                  " SELECT tbl, row, fields, clocks, 0 FROM _synclog_snapshot;"
+	                  " DELETE FROM _synclog_snapshot;",
+	               "install the snapshot")) != SL_OK)
+		goto done;
+	if ((st = sls_prep(s, "SELECT tbl, row FROM _synclog_confirmed")) == NULL) {
+		rc = SL_EDB;
+		goto done;
+	}
+	while (rc == SL_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+		rc = sls_key_add(keys, (const char *) sqlite3_column_text(st, 0),
+		             (const char *) sqlite3_column_text(st, 1));
+	if (rc == SL_OK && src != SQLITE_DONE)
+		rc = sls_dberr(s, "list rows");
+	sls_release(s, st);
+	if (rc != SL_OK)
+		goto done;
+	s->cursor = cursor;
+	if ((rc = sls_meta_set_u64(s, "cursor", cursor)) != SL_OK)
+		goto done;
+	json_object_foreach(keys, table, rows) {
+		json_object_foreach(rows, row, v) {
+			if ((rc = sls_recompute(s, table, row)) != SL_OK)
+				goto done;
+		}
+	}
+done:
+	if (rc == SL_ENOMEM)
+		sls_seterr(s, rc, "out of memory");
+	json_decref(keys);
+	return rc;
+}
+
+int
+sl_store_snapshot_frame(sl_store *s, const char *frame_json)
+{
+	json_t *frame = json_loads(frame_json ? frame_json : "", 0, NULL);
+	json_t *rows = json_object_get(frame, "rows"), *j_cursor = json_object_get(frame, "cursor");
+	json_t *done_j = json_object_get(frame, "done"), *r;
+	sqlite3_stmt *st = NULL;
+	size_t i;
+	saved sv;
+	int rc;
+
+	if (!s->snap_open) {
+		json_decref(frame);
+		return sls_seterr(s, SL_EINVAL, "a snapshot frame with no sl_store_snapshot_begin");
+	}
+	if (!json_is_array(rows) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0 ||
+	    !json_is_boolean(done_j)) {
+		json_decref(frame);
+		return sls_seterr(s, SL_EINVAL, "malformed snapshot frame");
+	}
+	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		json_decref(frame);
+		return rc;
+	}
+	st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_snapshot (tbl, row, fields, clocks) VALUES (?, ?, ?, ?)");
+	if (st == NULL) {
+		rc = SL_EDB;
+		goto done;
+	}
+	json_array_foreach(rows, i, r) {
+		const json_t *t = json_object_get(r, "table"), *rw = json_object_get(r, "row");
+		const json_t *f = json_object_get(r, "fields"), *c = json_object_get(r, "clocks");
+		char *ft, *ct;
+
+		if (!json_is_string(t) || !json_is_string(rw) || !json_is_object(f) ||
+		    (c != NULL && !json_is_object(c))) {
+			rc = sls_seterr(s, SL_EINVAL, "malformed snapshot row at index %zu", i);
+			goto done;
+		}
+		ft = json_dumps(f, JSON_COMPACT);
+		ct = c ? json_dumps(c, JSON_COMPACT) : strdup("{}");
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, json_string_value(t), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, json_string_value(rw), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, ft, -1, free);
+		sqlite3_bind_text(st, 4, ct, -1, free);
+		if (ft == NULL || ct == NULL) {
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+			goto done;
+		}
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = sls_dberr(s, "keep a snapshot row");
+			goto done;
+		}
+	}
+	sls_release(s, st);
+	st = NULL;
+	if (json_is_true(done_j))
+		rc = snapshot_finish(s, (uint64_t) json_integer_value(j_cursor));
+done:
+	sls_release(s, st);
+	rc = sls_tx_end(s, &sv, rc);
+	if (rc == SL_OK && json_is_true(done_j)) {
+		s->snap_open = false;
+		json_decref(s->snap_groups);
+		s->snap_groups = NULL;
+	}
+	json_decref(frame);
+	return rc;
+}

@@ -1,0 +1,90 @@
+/*
+ * client/store_int.h: what the store's files (store.c, outbox.c, rebase.c)
+ * share and the library does not export: the sl_store struct and the
+ * helpers, all prefixed sls_.  Not a public header.
+ *
+ * store.c: opening, metadata, transactions, SQLite and string helpers, the
+ * app's tables.  outbox.c: local writes, acks, the pending list.  rebase.c:
+ * confirmed state and visible rows, incoming changes and snapshots.
+ *
+ * Every write a public function makes runs between sls_tx_begin and
+ * sls_tx_end; statements come from sls_prep and go back through sls_release.
+ */
+#ifndef SL_STORE_INT_H
+#define SL_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "hlc.h"
+#include "store.h"
+
+#define SL_MAX_SKEW_MS 60000 /* the receive rule's bound, as synclog.max_clock_skew */
+#define SL_STMT_CACHE 64     /* prepared statements kept per store */
+
+/* One of these per open file. */
+struct sl_store {
+	sqlite3 *db;
+	char client_id[SL_UUID_LEN + 1];
+	uint64_t cursor;
+	sl_hlc_clock clock;
+	json_t *tables;            /* owned; welcome.tables as stored, or NULL */
+	json_t *snap_groups;       /* owned; the groups of the snapshot being received */
+	bool snap_open;            /* a snapshot was begun and not finished */
+	int urandom;               /* /dev/urandom, open for the store's life; -1 when closed */
+	struct cached {            /* prepared statements kept for reuse, by SQL text */
+		char *sql;             /* owned */
+		sqlite3_stmt *st;
+		bool busy;             /* handed out by sls_prep() and not yet sls_release()d */
+	} cache[SL_STMT_CACHE];
+	int n_cached;
+	char errmsg[512];
+};
+
+/* Saved in-memory state, restored on rollback. */
+typedef struct saved {
+	uint64_t cursor;
+	sl_hlc_clock clock;
+	json_t *tables; /* a new reference */
+} saved;
+
+
+/* A growable string; on allocation failure oom is set and appends stop. */
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+} sbuf;
+
+/* store.c */
+int sls_seterr(sl_store *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sls_dberr(sl_store *s, const char *what);
+void sls_sb_add(sbuf *b, const char *s, size_t n);
+void sls_sb_str(sbuf *b, const char *s);
+void sls_qident(sbuf *b, const char *name);
+int sls_exec(sl_store *s, const char *sql, const char *what);
+sqlite3_stmt *sls_prep(sl_store *s, const char *sql);
+void sls_release(sl_store *s, sqlite3_stmt *st);
+int sls_step_done(sl_store *s, sqlite3_stmt *st, const char *what);
+int sls_meta_set(sl_store *s, const char *key, const char *value);
+int sls_meta_set_u64(sl_store *s, const char *key, uint64_t v);
+int sls_save_clock(sl_store *s);
+int sls_tx_begin(sl_store *s, saved *sv);
+int sls_tx_end(sl_store *s, saved *sv, int rc);
+int sls_new_uuid(sl_store *s, char out[SL_UUID_LEN + 1]);
+uint64_t sls_wall_ms(void);
+void sls_observe_text(sl_store *s, const char *text);
+json_t *sls_table_def(sl_store *s, const char *table);
+
+/* rebase.c */
+int sls_key_add(json_t *keys, const char *table, const char *row);
+int sls_recompute(sl_store *s, const char *table, const char *row);
+
+/* outbox.c */
+int sls_outbox_remove(sl_store *s, const char *op_id);
+
+#endif /* SL_STORE_INT_H */
