@@ -575,6 +575,56 @@ test_hostile(void)
 	sl_store_close(st);
 }
 
+/* Counts calls and stops after the first. */
+static int
+stop_cb(void *ctx, const sl_store_op *op)
+{
+	(void) op;
+	++*(int *) ctx;
+	return 1;
+}
+
+static void
+test_edges(void)
+{
+	sl_store *st = fresh("edges.db"), *bad = (sl_store *) 1;
+	char id[SL_UUID_LEN + 1];
+	int calls = 0;
+	FILE *f;
+
+	sl_store_apply_changes(st, change1(1, "o1", "other", "d1", "upsert", "{\"team\":\"t1\",\"title\":\"d\"}", "0000000000010000", 1));
+	sl_store_apply_changes(st, change1(2, "o2", "other", "d1", "delete", "null", "0000000000010001", 2));
+	CHECK_RC("a put on a deleted row is kept for the server to refuse",
+	         sl_store_put(st, "issues", "d1", "{\"title\":\"again\"}", id), SL_OK);
+	CHECK_Q("a put on a deleted row does not bring it back", "SELECT count(*) FROM issues WHERE id = 'd1'", "0");
+	CHECK_Q("a put on a deleted row is in the outbox", "SELECT count(*) FROM _synclog_outbox WHERE row = 'd1'", "1");
+	CHECK_RC("a change on a deleted row changes nothing",
+	         sl_store_apply_changes(st, change1(3, "o3", "other", "d1", "upsert", "{\"title\":\"zombie\"}", "0000000000020000", 3)), SL_OK);
+	CHECK_Q("the tombstone absorbs it", "SELECT deleted FROM _synclog_confirmed WHERE row = 'd1'", "1");
+	sl_store_put(st, "issues", "e1", "{\"team\":\"t1\"}", NULL);
+	sl_store_pending(st, stop_cb, &calls);
+	report("a pending callback that returns non-zero stops the listing", calls == 1, "calls %d", calls);
+	sl_store_put(st, "nope", "x", "{}", NULL);
+	report("a refused call says why", strstr(sl_store_errmsg(st), "nope") != NULL, "errmsg \"%s\"",
+	       sl_store_errmsg(st));
+	sl_store_put(st, "issues", "e2", "{}", NULL);
+	report("a successful call clears the error", sl_store_errmsg(st)[0] == '\0', "errmsg \"%s\"",
+	       sl_store_errmsg(st));
+	sl_store_close(st);
+
+	snprintf(path, sizeof(path), "%s/not-sqlite.db", dir);
+	if ((f = fopen(path, "w")) == NULL)
+		exit(2);
+	fputs("this is not an SQLite database, not even close; padding padding padding padding\n", f);
+	fclose(f);
+	report("opening a file that is not SQLite fails with SL_EDB",
+	       sl_store_open(path, &bad) == SL_EDB && bad == NULL, "store %p", (void *) bad);
+	snprintf(path, sizeof(path), "%s/no-such-dir/x.db", dir);
+	bad = (sl_store *) 1;
+	report("opening in a missing directory fails with SL_EDB",
+	       sl_store_open(path, &bad) == SL_EDB && bad == NULL, "store %p", (void *) bad);
+}
+
 /*
  * The child of test_kill: puts rows and confirms every other one with a
  * change of its own op, forever, telling the parent on fd after each call
@@ -723,6 +773,7 @@ main(void)
 	test_changes_acks();
 	test_snapshot();
 	test_hostile();
+	test_edges();
 	test_kill();
 	{
 		char cmd[300];
