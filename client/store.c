@@ -505,19 +505,39 @@ ensure_one(sl_store *s, const char *table, const json_t *def)
 			return sls_dberr(s, "read the columns of an app table");
 		}
 		if (exists) {
+			/* A table this store already knows gains the server's new columns. */
+			bool known = sls_table_def(s, table) != NULL;
+
+			rc = SL_OK;
 			json_object_foreach(cols, col, type) {
-				if (json_object_get(have, col) == NULL) {
-					json_decref(have);
-					return sls_seterr(s, SL_EINVAL,
-					              "table \"%s\" exists without column \"%s\" of welcome.tables",
-					              table, col);
+				if (json_object_get(have, col) != NULL)
+					continue;
+				if (!known) {
+					rc = sls_seterr(s, SL_EINVAL,
+					                "table \"%s\" exists without column \"%s\" of welcome.tables",
+					                table, col);
+					break;
 				}
+				sls_sb_str(&b, "ALTER TABLE ");
+				sls_qident(&b, table);
+				sls_sb_str(&b, " ADD COLUMN ");
+				sls_qident(&b, col);
+				sls_sb_str(&b, " ");
+				sls_sb_str(&b, affinity(json_string_value(type)));
+				if (b.oom)
+					rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+				else
+					rc = sls_exec(s, b.p, "add a column to an app table");
+				b.len = 0;
+				if (rc != SL_OK)
+					break;
 			}
+			free(b.p);
 		}
 		json_decref(have);
+		if (exists)
+			return rc;
 	}
-	if (exists)
-		return SL_OK;
 	sls_sb_str(&b, "CREATE TABLE ");
 	sls_qident(&b, table);
 	sls_sb_str(&b, " (");

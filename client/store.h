@@ -60,9 +60,13 @@ uint64_t sl_store_hlc(const sl_store *store);
  * "group": "team", "columns": {"id": "text", ...}}, ...}, welcome.tables)
  * that does not exist yet: integer types → INTEGER, real/double/numeric →
  * REAL, boolean → INTEGER, else TEXT, the pk column PRIMARY KEY.  A table
- * that exists must have every column named (it may have more).  The
- * description is stored, so a later open knows the tables.  SL_EINVAL for a
- * malformed description or an existing table without a named column.
+ * that exists and that this store does not know yet (the app created it)
+ * must have every column named (it may have more); a table it already knows
+ * gains the columns it lacks (ALTER TABLE ADD COLUMN), as the server's
+ * tables grow.  The description is stored, so a later open knows the
+ * tables.  SL_EINVAL for a malformed description, a name of ours
+ * (_synclog...) or SQLite's, or an app's table without a named column;
+ * then nothing changed.
  */
 int sl_store_ensure_tables(sl_store *store, const char *welcome_tables_json);
 

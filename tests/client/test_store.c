@@ -567,11 +567,22 @@ test_hostile(void)
 	         SL_OK);
 	CHECK_RC("a put into the app-created table", sl_store_put(st, "people", "p1", "{\"name\":\"ann\"}", NULL), SL_OK);
 	CHECK_Q("the app-created table gets the row", "SELECT id, name, extra FROM people", "p1|ann|(null)");
+	w("CREATE TABLE teams (id TEXT PRIMARY KEY, name TEXT)");
 	CHECK_RC("an app-created table missing a column is refused",
-	         sl_store_ensure_tables(st, "{\"people\": {\"pk\": \"id\", \"columns\": {\"id\": \"text\", \"age\": \"int\"}}}"),
+	         sl_store_ensure_tables(st, "{\"teams\": {\"pk\": \"id\", \"columns\": {\"id\": \"text\", \"age\": \"int\"}}}"),
 	         SL_EINVAL);
 	CHECK_RC("a refused welcome leaves the known tables",
-	         sl_store_put(st, "people", "p2", "{\"age\":3}", NULL), SL_EINVAL);
+	         sl_store_put(st, "teams", "x1", "{}", NULL), SL_EINVAL);
+	CHECK_Q("a refused welcome leaves the app's table alone",
+	        "SELECT group_concat(name, ',') FROM pragma_table_info('teams')", "id,name");
+	CHECK_RC("a known table gains a new column of welcome.tables",
+	         sl_store_ensure_tables(st, "{\"people\": {\"pk\": \"id\", \"group\": \"name\", \"columns\": {\"id\": \"text\", \"name\": \"text\", \"age\": \"int4\", \"x\\\";--\": \"real\"}}}"),
+	         SL_OK);
+	CHECK_Q("the new columns exist with their affinities",
+	        "SELECT group_concat(name || ':' || type, ',') FROM pragma_table_info('people')",
+	        "id:TEXT,name:TEXT,extra:TEXT,age:INTEGER,x\";--:REAL");
+	CHECK_RC("a put into the new column", sl_store_put(st, "people", "p1", "{\"age\":3}", NULL), SL_OK);
+	CHECK_Q("the new column gets the value", "SELECT id, name, age FROM people", "p1|ann|3");
 	sl_store_close(st);
 }
 
