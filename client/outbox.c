@@ -84,8 +84,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_bind_text(st, 6, hlc_text, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "append to the outbox")) != SL_OK)
 		goto done;
-	if ((rc = sls_save_clock(s)) != SL_OK)
-		goto done;
+	/* The clock's floor is this op's hlc, now in the outbox (see sl_store_open). */
 	rc = sls_recompute(s, table, row);
 done:
 	free(ftext);

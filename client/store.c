@@ -362,6 +362,24 @@ sl_store_open(const char *path, sl_store **out)
 	if (v != NULL && sl_hlc_parse(v, &floor) != SL_OK)
 		floor = 0;
 	free(v);
+	/*
+	 * A put does not rewrite the stored floor: its clock is in the outbox, in
+	 * the same transaction.  Whatever removes ops from the outbox stores the
+	 * floor first, so the floor is the greater of the two.
+	 */
+	{
+		sqlite3_stmt *st = sls_prep(s, "SELECT max(hlc) FROM _synclog_outbox");
+		uint64_t h;
+
+		if (st == NULL) {
+			rc = SL_EDB;
+			goto rollback;
+		}
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL &&
+		    sl_hlc_parse((const char *) sqlite3_column_text(st, 0), &h) == SL_OK && h > floor)
+			floor = h;
+		sls_release(s, st);
+	}
 	sl_hlc_init(&s->clock, floor, SL_MAX_SKEW_MS);
 	if ((rc = meta_get(s, "tables", &v)) != SL_OK)
 		goto rollback;

@@ -467,6 +467,16 @@ test_changes_acks(void)
 	        "SELECT fields FROM _synclog_confirmed WHERE tbl = 'ghost'", "{\"a\":1}");
 	report("the frame's cursor is kept", sl_store_cursor(st) == 22, "cursor %llu",
 	       (unsigned long long) sl_store_cursor(st));
+	{
+		uint64_t floor = sl_store_hlc(st);
+
+		sl_store_close(st);
+		st = NULL;
+		report("reopen after ops left the outbox keeps the clock floor and cursor",
+		       sl_store_open(path, &st) == SL_OK && sl_store_hlc(st) == floor && sl_store_cursor(st) == 22,
+		       "floor %llx vs %llx", st ? (unsigned long long) sl_store_hlc(st) : 0ULL,
+		       (unsigned long long) floor);
+	}
 	sl_store_close(st);
 }
 
