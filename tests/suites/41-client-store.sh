@@ -26,7 +26,7 @@ bin="$REPO/build/client/test_store"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/synclog-client-store.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-if ! make --no-print-directory -C "$REPO/client" test-bin >"$tmp/build.log" 2>&1; then
+if ! make --no-print-directory -C "$REPO/client" store-test-bin >"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
 	echo "FAIL: client-store: build (make -C client store-test-bin failed, output above)"
 	exit 1
