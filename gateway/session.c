@@ -141,6 +141,7 @@ static struct {
 	size_t unsent;           /* of those, not yet written or dropped */
 	int64_t round_ms;        /* when the last round queued them */
 	lws_sorted_usec_list_t sul;
+	bool stopped;            /* sl_sessions_stop(): no more rounds or timers */
 } fo;
 
 static void fanout_sent_one(void);
@@ -1059,6 +1060,8 @@ fanout_deferred(lws_sorted_usec_list_t *sul)
 static void
 fanout_kick(void)
 {
+	if (fo.stopped)
+		return; /* shutting down: sessions are closing, the context going */
 	if (fo.running) {
 		fo.again = true;
 	} else if (fanout_ready()) {
@@ -1586,6 +1589,8 @@ sl_sessions_start(void)
 void
 sl_sessions_stop(void)
 {
+	fo.stopped = true;
+	fo.deferred = false;
 	lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(sl_gw.ctx, 0, &sweep_sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 }
