@@ -215,12 +215,19 @@ out:
 int
 sl_store_pending(sl_store *s, sl_store_op_fn fn, void *ctx)
 {
+	return sl_store_pending_after(s, 0, fn, ctx);
+}
+
+int
+sl_store_pending_after(sl_store *s, int64_t after_seq, sl_store_op_fn fn, void *ctx)
+{
 	sqlite3_stmt *st = sls_prep(s, "SELECT seq, op_id, tbl, row, kind, fields, hlc FROM _synclog_outbox"
-	                           " WHERE acked = 0 ORDER BY seq");
+	                           " WHERE acked = 0 AND seq > ? ORDER BY seq");
 	int rc;
 
 	if (st == NULL)
 		return SL_EDB;
+	sqlite3_bind_int64(st, 1, after_seq);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		sl_store_op op = {
 			.seq = sqlite3_column_int64(st, 0),

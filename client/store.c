@@ -419,6 +419,7 @@ const char *sl_store_errmsg(const sl_store *s) { return s->errmsg; }
 const char *sl_store_client_id(const sl_store *s) { return s->client_id; }
 uint64_t sl_store_cursor(const sl_store *s) { return s->cursor; }
 uint64_t sl_store_hlc(const sl_store *s) { return s->clock.last; }
+sqlite3 *sl_store_db(sl_store *s) { return s->db; }
 
 /* ---------------------------------------------------------------- tables */
 

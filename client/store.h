@@ -146,4 +146,10 @@ typedef int (*sl_store_op_fn)(void *ctx, const sl_store_op *op);
  */
 int sl_store_pending(sl_store *store, sl_store_op_fn fn, void *ctx);
 
+/* As sl_store_pending, for the unacked ops whose outbox seq is above after_seq. */
+int sl_store_pending_after(sl_store *store, int64_t after_seq, sl_store_op_fn fn, void *ctx);
+
+/* The SQLite connection, for reads (synclog_db).  Owned by store. */
+struct sqlite3 *sl_store_db(sl_store *store);
+
 #endif /* SL_STORE_H */
