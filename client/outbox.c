@@ -251,3 +251,25 @@ sl_store_pending_after(sl_store *s, int64_t after_seq, sl_store_op_fn fn, void *
 	return SL_OK;
 }
 
+/*
+ * Sets *n to the number of acked ops still in the outbox: durable on the
+ * server, their change not arrived yet (net.c's sync waits for them).
+ * SL_OK or SL_EDB (then *n is 0).
+ */
+int
+sl_store_acked_count(sl_store *s, int64_t *n)
+{
+	sqlite3_stmt *st = sls_prep(s, "SELECT count(*) FROM _synclog_outbox WHERE acked = 1");
+	int rc;
+
+	*n = 0;
+	if (st == NULL)
+		return SL_EDB;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*n = sqlite3_column_int64(st, 0);
+	sls_release(s, st);
+	if (rc != SQLITE_ROW)
+		return sls_dberr(s, "count acked ops");
+	s->errmsg[0] = '\0';
+	return SL_OK;
+}

@@ -149,6 +149,9 @@ int sl_store_pending(sl_store *store, sl_store_op_fn fn, void *ctx);
 /* As sl_store_pending, for the unacked ops whose outbox seq is above after_seq. */
 int sl_store_pending_after(sl_store *store, int64_t after_seq, sl_store_op_fn fn, void *ctx);
 
+/* The number of acked ops still in the outbox (their change not arrived yet). */
+int sl_store_acked_count(sl_store *store, int64_t *n);
+
 /* The SQLite connection, for reads (synclog_db).  Owned by store. */
 struct sqlite3 *sl_store_db(sl_store *store);
 
