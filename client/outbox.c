@@ -1,7 +1,8 @@
 /*
  * client/outbox.c: the outbox side of the local store (store.h): local
  * writes (put, delete) that append an op and recompute the visible row in one
- * transaction, acks (acked ops stop being resent; rejected ops leave the
+ * transaction (before any welcome, into a provisional table made on the
+ * way: see sls_provisional_ensure in store.c), acks (acked ops stop being resent; rejected ops leave the
  * outbox and their rows roll back) and the list of ops to resend.
  */
 #include <stdbool.h>
@@ -24,7 +25,7 @@ static int
 local_op(sl_store *s, const char *table, const char *row, bool is_delete, const char *fields_json,
          char op_id_out[SL_UUID_LEN + 1])
 {
-	json_t *def = sls_table_def(s, table), *fields = NULL;
+	json_t *def, *fields = NULL;
 	const json_t *cols;
 	const char *col, *pk;
 	json_t *val;
@@ -32,14 +33,24 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_stmt *st;
 	uint64_t h;
 	saved sv;
+	bool provisional;
 	int rc;
 
-	if (def == NULL)
-		return sls_seterr(s, SL_EINVAL, "unknown table \"%s\"", table ? table : "(null)");
+	if (table == NULL)
+		return sls_seterr(s, SL_EINVAL, "no table");
+	def = sls_table_def(s, table);
+	if (def == NULL && s->welcomed)
+		return sls_seterr(s, SL_EINVAL, "unknown table \"%s\": the server does not track it", table);
+	if (def == NULL && !sls_table_name_ok(table))
+		return sls_seterr(s, SL_EINVAL, "table name \"%s\" is reserved (_synclog..., sqlite_...)", table);
+	provisional = def == NULL || sls_def_provisional(def);
+	if (provisional && s->welcomed)
+		return sls_seterr(s, SL_EINVAL,
+		                  "table \"%s\" is provisional and the server does not track it", table);
 	if (row == NULL || row[0] == '\0')
 		return sls_seterr(s, SL_EINVAL, "empty row id");
-	pk = json_string_value(json_object_get(def, "pk"));
-	cols = json_object_get(def, "columns");
+	pk = def ? json_string_value(json_object_get(def, "pk")) : "id";
+	cols = def ? json_object_get(def, "columns") : NULL;
 	if (!is_delete) {
 		fields = json_loads(fields_json ? fields_json : "", 0, NULL);
 		if (!json_is_object(fields)) {
@@ -48,7 +59,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		}
 		json_object_del(fields, pk); /* the row is the pk */
 		json_object_foreach(fields, col, val) {
-			if (json_object_get(cols, col) == NULL) {
+			if (!provisional && json_object_get(cols, col) == NULL) {
 				rc = sls_seterr(s, SL_EINVAL, "unknown column \"%s\" of table \"%s\"", col, table);
 				json_decref(fields);
 				return rc;
@@ -56,13 +67,18 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		}
 	}
 	ftext = fields ? json_dumps(fields, JSON_COMPACT) : strdup("{}");
-	json_decref(fields);
-	if (ftext == NULL)
+	if (ftext == NULL) {
+		json_decref(fields);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		json_decref(fields);
 		free(ftext);
 		return rc;
 	}
+	/* Before any welcome, an unknown table is created and grows with its fields. */
+	if (provisional && (rc = sls_provisional_ensure(s, table, fields)) != SL_OK)
+		goto done;
 	if ((rc = sls_new_uuid(s, op_id)) != SL_OK)
 		goto done;
 	if ((rc = sl_hlc_now(&s->clock, sls_wall_ms(), &h)) != SL_OK) {
@@ -87,6 +103,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	/* The clock's floor is this op's hlc, now in the outbox (see sl_store_open). */
 	rc = sls_recompute(s, table, row);
 done:
+	json_decref(fields);
 	free(ftext);
 	rc = sls_tx_end(s, &sv, rc);
 	if (rc == SL_OK && op_id_out != NULL)

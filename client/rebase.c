@@ -258,6 +258,41 @@ done:
 	return rc;
 }
 
+/*
+ * Recomputes every visible row of table that confirmed state or the outbox
+ * knows (a rebuilt table's rows are derived data).  SL_OK, SL_EDB, SL_ENOMEM.
+ */
+int
+sls_recompute_table(sl_store *s, const char *table)
+{
+	sqlite3_stmt *st = sls_prep(s, "SELECT row FROM _synclog_confirmed WHERE tbl = ?1"
+	                               " UNION SELECT row FROM _synclog_outbox WHERE tbl = ?1");
+	json_t *rows = json_array(), *e;
+	size_t i;
+	int rc = SL_OK, src;
+
+	if (st == NULL || rows == NULL) {
+		sls_release(s, st);
+		json_decref(rows);
+		return st ? sls_seterr(s, SL_ENOMEM, "out of memory") : SL_EDB;
+	}
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	while (rc == SL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (json_array_append_new(rows, json_string((const char *) sqlite3_column_text(st, 0))) != 0)
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	if (rc == SL_OK && src != SQLITE_DONE)
+		rc = sls_dberr(s, "list the rows of a table");
+	sls_release(s, st);
+	json_array_foreach(rows, i, e) {
+		if (rc != SL_OK)
+			break;
+		rc = sls_recompute(s, table, json_string_value(e));
+	}
+	json_decref(rows);
+	return rc;
+}
+
 /* Adds (table, row) to keys, an object table → object row → true. */
 int
 sls_key_add(json_t *keys, const char *table, const char *row)

@@ -2,7 +2,8 @@
  * client/store.c: libsynclog's durable local store on SQLite, the part that
  * opens the file and holds it together: the internal tables, metadata
  * (client_id, cursor, HLC floor, welcome.tables), transactions, the
- * statement cache, ids and clocks, and the app's tables from welcome.tables.
+ * statement cache, ids and clocks, and the app's tables from welcome.tables
+ * or, before any welcome, provisional ones made from the writes.
  * The contract and the words are in store.h; what the store's files share is
  * in store_int.h; local writes and acks are in outbox.c, incoming changes,
  * snapshots and visible rows in rebase.c.
@@ -10,8 +11,10 @@
  * Every public function that writes runs between sls_tx_begin() and
  * sls_tx_end(): BEGIN IMMEDIATE, then COMMIT, or ROLLBACK and the in-memory
  * copies (clock, cursor, tables) restored, so that failure changes nothing.
- * Identifiers of the app's tables come from welcome.tables only and are
- * always written quoted (sls_qident); values are always bound parameters.
+ * Identifiers of the app's tables come from welcome.tables, or before any
+ * welcome from the table and field names of writes (provisional tables),
+ * and are always written quoted (sls_qident); values are always bound
+ * parameters.
  */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -237,6 +240,7 @@ sls_tx_begin(sl_store *s, saved *sv)
 	sv->cursor = s->cursor;
 	sv->clock = s->clock;
 	sv->tables = json_incref(s->tables);
+	sv->welcomed = s->welcomed;
 	if (sls_exec(s, "BEGIN IMMEDIATE", "begin") != SL_OK) {
 		json_decref(sv->tables);
 		return SL_EDB;
@@ -260,6 +264,7 @@ sls_tx_end(sl_store *s, saved *sv, int rc)
 		s->clock = sv->clock;
 		json_decref(s->tables);
 		s->tables = sv->tables;
+		s->welcomed = sv->welcomed;
 	} else
 		json_decref(sv->tables);
 	sv->tables = NULL;
@@ -387,6 +392,21 @@ sl_store_open(const char *path, sl_store **out)
 		s->tables = json_loads(v, 0, NULL);
 		free(v);
 	}
+	if ((rc = meta_get(s, "welcomed", &v)) != SL_OK)
+		goto rollback;
+	s->welcomed = v != NULL;
+	free(v);
+	if (!s->welcomed && json_is_object(s->tables)) {
+		/* A file from before provisional tables: its tables came from a welcome. */
+		const char *t;
+		json_t *d;
+
+		s->welcomed = true;
+		json_object_foreach(s->tables, t, d) {
+			if (sls_def_provisional(d))
+				s->welcomed = false;
+		}
+	}
 	if ((rc = sls_exec(s, "COMMIT", "commit")) != SL_OK)
 		goto rollback;
 	*out = s;
@@ -463,8 +483,8 @@ affinity(const char *sql_type)
 }
 
 /* True when name may be an app table's: not empty and not ours or SQLite's. */
-static bool
-table_name_ok(const char *name)
+bool
+sls_table_name_ok(const char *name)
 {
 	return name[0] != '\0' && strncmp(name, "_synclog", 8) != 0 &&
 	       strncasecmp(name, "sqlite_", 7) != 0;
@@ -584,26 +604,52 @@ int
 sl_store_ensure_tables(sl_store *s, const char *welcome_tables_json)
 {
 	json_t *in = json_loads(welcome_tables_json ? welcome_tables_json : "", 0, NULL);
-	json_t *merged = NULL, *def;
+	json_t *merged = NULL, *rebuilt = json_array(), *def, *e;
 	const char *table;
 	char *text = NULL;
+	size_t i;
 	saved sv;
 	int rc = SL_OK;
 
-	if (!json_is_object(in)) {
+	if (!json_is_object(in) || rebuilt == NULL) {
 		json_decref(in);
-		return sls_seterr(s, SL_EINVAL, "welcome.tables is not a JSON object");
+		json_decref(rebuilt);
+		return rebuilt ? sls_seterr(s, SL_EINVAL, "welcome.tables is not a JSON object")
+		               : sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	json_object_foreach(in, table, def) {
-		if (!table_name_ok(table) || !def_ok(def)) {
+		if (!sls_table_name_ok(table) || !def_ok(def)) {
 			sls_seterr(s, SL_EINVAL, "welcome.tables: bad description of table \"%s\"", table);
 			json_decref(in);
+			json_decref(rebuilt);
 			return SL_EINVAL;
 		}
 	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
 		json_decref(in);
+		json_decref(rebuilt);
 		return rc;
+	}
+	/*
+	 * A provisional table the server tracks is rebuilt from the server's
+	 * description: its visible rows are derived data, recomputed below from
+	 * confirmed state and the outbox, which stays as it is.
+	 */
+	json_object_foreach(in, table, def) {
+		json_t *old = sls_table_def(s, table);
+		sbuf b = {0};
+
+		if (old == NULL || !sls_def_provisional(old))
+			continue;
+		sls_sb_str(&b, "DROP TABLE IF EXISTS ");
+		sls_qident(&b, table);
+		if (b.oom || json_array_append_new(rebuilt, json_string(table)) != 0)
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+		else
+			rc = sls_exec(s, b.p, "drop a provisional table");
+		free(b.p);
+		if (rc != SL_OK)
+			goto done;
 	}
 	json_object_foreach(in, table, def) {
 		if ((rc = ensure_one(s, table, def)) != SL_OK)
@@ -615,15 +661,136 @@ sl_store_ensure_tables(sl_store *s, const char *welcome_tables_json)
 		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((rc = sls_meta_set(s, "tables", text)) != SL_OK)
+	if ((rc = sls_meta_set(s, "tables", text)) != SL_OK ||
+	    (rc = sls_meta_set(s, "welcomed", "1")) != SL_OK)
 		goto done;
 	json_decref(s->tables);
-	s->tables = merged;
+	s->tables = merged; /* sls_tx_end restores the old one on failure */
 	merged = NULL;
+	s->welcomed = true;
+	json_array_foreach(rebuilt, i, e) {
+		if ((rc = sls_recompute_table(s, json_string_value(e))) != SL_OK)
+			goto done;
+	}
 done:
 	free(text);
 	json_decref(merged);
 	json_decref(in);
+	json_decref(rebuilt);
 	return sls_tx_end(s, &sv, rc);
 }
 
+/* ---------------------------------------------------------------- provisional tables */
+
+/* True when def describes a provisional table (made here before any welcome). */
+bool
+sls_def_provisional(const json_t *def)
+{
+	return json_is_true(json_object_get(def, "provisional"));
+}
+
+/* The key of obj equal to name but for ASCII case (SQLite's rule for identifiers), or NULL. */
+static const char *
+key_nocase(const json_t *obj, const char *name)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *) obj, k, v) {
+		if (strcasecmp(k, name) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+/*
+ * Inside a transaction, before any welcome: makes table a provisional table
+ * with a column for every field of fields (an object, or NULL): creates it
+ * ("id" TEXT PRIMARY KEY) when the store does not know it, adds the columns
+ * it lacks (untyped: SQLite keeps values as given) and stores the new
+ * description.  SL_EINVAL when a table of that name exists that is not the
+ * store's (the app's), or a field is empty or differs from a column only in
+ * case; SL_EDB; SL_ENOMEM.  s->tables is replaced, not changed in place, so
+ * sls_tx_end can restore it.
+ */
+int
+sls_provisional_ensure(sl_store *s, const char *table, const json_t *fields)
+{
+	json_t *def = sls_table_def(s, table), *cols, *tables = NULL, *val;
+	const char *col, *have;
+	sbuf b = {0};
+	char *text = NULL;
+	int rc = SL_OK;
+	bool changed = false;
+
+	if (def == NULL) {
+		sqlite3_stmt *st = sls_prep(s, "SELECT 1 FROM sqlite_master WHERE name = ? COLLATE NOCASE");
+		int src;
+
+		if (st == NULL)
+			return SL_EDB;
+		sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+		sls_release(s, st);
+		if (src == SQLITE_ROW)
+			return sls_seterr(s, SL_EINVAL,
+			                  "table \"%s\" exists and is not synclog's: it cannot become a provisional table",
+			                  table);
+		if (src != SQLITE_DONE)
+			return sls_dberr(s, "read the schema");
+		def = json_pack("{s:s, s:b, s:{s:s}}", "pk", "id", "provisional", 1, "columns", "id", "text");
+		if (def == NULL)
+			return sls_seterr(s, SL_ENOMEM, "out of memory");
+		sls_sb_str(&b, "CREATE TABLE ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " (\"id\" TEXT PRIMARY KEY)");
+		changed = true;
+	} else if ((def = json_deep_copy(def)) == NULL)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	cols = json_object_get(def, "columns");
+	if (b.len > 0 && !b.oom)
+		rc = sls_exec(s, b.p, "create a provisional table");
+	json_object_foreach((json_t *) fields, col, val) {
+		if (rc != SL_OK)
+			break;
+		if (json_object_get(cols, col) != NULL)
+			continue;
+		if (col[0] == '\0') {
+			rc = sls_seterr(s, SL_EINVAL, "an empty column name");
+			break;
+		}
+		if ((have = key_nocase(cols, col)) != NULL) {
+			rc = sls_seterr(s, SL_EINVAL, "column \"%s\" of table \"%s\" differs from column \"%s\" only in case",
+			                col, table, have);
+			break;
+		}
+		b.len = 0;
+		sls_sb_str(&b, "ALTER TABLE ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " ADD COLUMN ");
+		sls_qident(&b, col);
+		if (b.oom || json_object_set_new(cols, col, json_string("")) != 0)
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+		else
+			rc = sls_exec(s, b.p, "add a column to a provisional table");
+		changed = true;
+	}
+	if (b.oom && rc == SL_OK)
+		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+	if (rc == SL_OK && changed) {
+		tables = s->tables ? json_deep_copy(s->tables) : json_object();
+		if (tables == NULL || json_object_set(tables, table, def) != 0 ||
+		    (text = json_dumps(tables, JSON_COMPACT)) == NULL)
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+		else if ((rc = sls_meta_set(s, "tables", text)) == SL_OK) {
+			json_decref(s->tables);
+			s->tables = tables; /* sls_tx_end restores the old one on failure */
+			tables = NULL;
+		}
+	}
+	free(b.p);
+	free(text);
+	json_decref(tables);
+	json_decref(def);
+	return rc;
+}

@@ -64,9 +64,14 @@ uint64_t sl_store_hlc(const sl_store *store);
  * must have every column named (it may have more); a table it already knows
  * gains the columns it lacks (ALTER TABLE ADD COLUMN), as the server's
  * tables grow.  The description is stored, so a later open knows the
- * tables.  SL_EINVAL for a malformed description, a name of ours
- * (_synclog...) or SQLite's, or an app's table without a named column;
- * then nothing changed.
+ * tables.  A provisional table (see sl_store_put) the description names
+ * is rebuilt: dropped, created from the description, and every visible row
+ * of it recomputed from confirmed state and the outbox, whose ops stay as
+ * they are (a column the server lacks is left out of the visible row; the
+ * server will refuse the op).  Provisional tables it does not name stay
+ * provisional.  From then on the store is "welcomed" (kept in the file).
+ * SL_EINVAL for a malformed description, a name of ours (_synclog...) or
+ * SQLite's, or an app's table without a named column; then nothing changed.
  */
 int sl_store_ensure_tables(sl_store *store, const char *welcome_tables_json);
 
@@ -74,8 +79,21 @@ int sl_store_ensure_tables(sl_store *store, const char *welcome_tables_json);
  * A local write: fields_json is an object of column → value (the pk column
  * may be left out; it is always the row).  In one transaction: a new op id
  * and clock, the op appended to the outbox, the visible row recomputed and
- * written.  op_id_out (may be NULL) gets the op's id.  SL_EINVAL for an
- * unknown table or column, an empty row, fields that are not an object.
+ * written.  op_id_out (may be NULL) gets the op's id.
+ *
+ * Before any welcome (sl_store_ensure_tables never called), a table the
+ * store does not know is created on the way as a provisional table: "id"
+ * TEXT PRIMARY KEY plus one untyped column per field written, more columns
+ * added (ALTER TABLE ADD COLUMN) as later writes name new fields, recorded
+ * as {"pk": "id", "provisional": true, "columns": {...}} in the stored
+ * description.  Refused then (SL_EINVAL): a name of ours or SQLite's, a
+ * table that exists and is not the store's (the app's), an empty field name
+ * or one differing from a column only in case.
+ *
+ * SL_EINVAL for an unknown table after a welcome (also a provisional table
+ * the welcome did not name: the server does not track it), an unknown
+ * column of a table from welcome.tables, an empty row, fields that are not
+ * an object.
  */
 int sl_store_put(sl_store *store, const char *table, const char *row, const char *fields_json,
                  char op_id_out[SL_UUID_LEN + 1]);

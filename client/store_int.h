@@ -32,7 +32,8 @@ struct sl_store {
 	char client_id[SL_UUID_LEN + 1];
 	uint64_t cursor;
 	sl_hlc_clock clock;
-	json_t *tables;            /* owned; welcome.tables as stored, or NULL */
+	json_t *tables;            /* owned; welcome.tables as stored (plus provisional tables), or NULL */
+	bool welcomed;             /* a welcome.tables was ever stored (sl_store_ensure_tables) */
 	json_t *snap_groups;       /* owned; the groups of the snapshot being received */
 	bool snap_open;            /* a snapshot was begun and not finished */
 	int urandom;               /* /dev/urandom, open for the store's life; -1 when closed */
@@ -50,6 +51,7 @@ typedef struct saved {
 	uint64_t cursor;
 	sl_hlc_clock clock;
 	json_t *tables; /* a new reference */
+	bool welcomed;
 } saved;
 
 
@@ -79,10 +81,14 @@ int sls_new_uuid(sl_store *s, char out[SL_UUID_LEN + 1]);
 uint64_t sls_wall_ms(void);
 void sls_observe_text(sl_store *s, const char *text);
 json_t *sls_table_def(sl_store *s, const char *table);
+bool sls_table_name_ok(const char *name);
+bool sls_def_provisional(const json_t *def);
+int sls_provisional_ensure(sl_store *s, const char *table, const json_t *fields);
 
 /* rebase.c */
 int sls_key_add(json_t *keys, const char *table, const char *row);
 int sls_recompute(sl_store *s, const char *table, const char *row);
+int sls_recompute_table(sl_store *s, const char *table);
 
 /* outbox.c */
 int sls_outbox_remove(sl_store *s, const char *op_id);

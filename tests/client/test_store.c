@@ -11,8 +11,9 @@
  * (outbox, cursor, client_id, clock floor kept); incoming changes (own op
  * confirmed, others' merged, visible = confirmed + pending); ack then
  * change; rejection (op dropped, row rolled back); snapshot replacement with
- * pending ops rebased on top; hostile identifiers; malformed frames change
- * nothing; kill safety (a child process writing and confirming ops is
+ * pending ops rebased on top; hostile identifiers; provisional tables
+ * (before any welcome) and their rebuild by a welcome; malformed frames
+ * change nothing; kill safety (a child process writing and confirming ops is
  * SIGKILLed at random moments; every write it was told succeeded is found
  * after reopening, in the outbox or confirmed, never both).
  */
@@ -211,8 +212,8 @@ test_open_and_writes(void)
 	report("a new store's cursor is 0", sl_store_cursor(st) == 0, "cursor %llu",
 	       (unsigned long long) sl_store_cursor(st));
 	CHECK_Q("journal mode is WAL", "PRAGMA journal_mode", "wal");
-	CHECK_RC("put before the tables are known is refused",
-	         sl_store_put(st, "issues", "i0", "{}", NULL), SL_EINVAL);
+	CHECK_RC("put to a name of ours before the tables are known is refused",
+	         sl_store_put(st, "_synclog_x", "i0", "{}", NULL), SL_EINVAL);
 	CHECK_RC("ensure_tables creates the tables", sl_store_ensure_tables(st, issues_tables), SL_OK);
 	CHECK_Q("columns get SQLite affinities",
 	        "SELECT name, type, pk FROM pragma_table_info('issues') ORDER BY cid",
@@ -596,6 +597,163 @@ test_hostile(void)
 	sl_store_close(st);
 }
 
+/* One local write of a table-driven case: put (fields non-NULL) or delete. */
+struct write_case {
+	const char *name;
+	const char *table, *row, *fields; /* fields NULL: a delete */
+	int want;
+	const char *errmsg_has; /* on failure, a piece of the message; NULL: not checked */
+};
+
+static void
+run_writes(sl_store *st, const struct write_case *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = c[i].fields ? sl_store_put(st, c[i].table, c[i].row, c[i].fields, NULL)
+		                     : sl_store_delete(st, c[i].table, c[i].row, NULL);
+		bool ok = rc == c[i].want &&
+		          (c[i].errmsg_has == NULL || strstr(sl_store_errmsg(st), c[i].errmsg_has) != NULL);
+
+		report(c[i].name, ok, "rc %d, want %d: \"%s\"", rc, c[i].want, sl_store_errmsg(st));
+	}
+}
+
+#define HOSTILE_T "p\"; DROP TABLE _synclog_outbox; --"
+#define HOSTILE_C "v'); DELETE FROM _synclog_meta; --"
+
+/*
+ * Provisional tables (synclog.h): before any welcome, writes to a table the
+ * store does not know create it (id TEXT PRIMARY KEY plus one untyped column
+ * per field written); a welcome rebuilds the ones the server tracks.
+ */
+static void
+test_provisional(void)
+{
+	sl_store *st = NULL;
+	char id_h[SL_UUID_LEN + 1], sql[512];
+	struct rej r = {0};
+	struct pend p;
+	static const struct write_case before[] = {
+		{"provisional: put creates the table", "issues", "i1", "{\"title\":\"hello\",\"prio\":2}", SL_OK, NULL},
+		{"provisional: a put with the pk field", "issues", "i2", "{\"id\":\"ignored\",\"title\":\"two\"}", SL_OK, NULL},
+		{"provisional: a later field adds a column", "issues", "i2", "{\"done\":true,\"est\":1.5}", SL_OK, NULL},
+		{"provisional: a field the server will not have", "issues", "i1", "{\"local_only\":\"x\"}", SL_OK, NULL},
+		{"provisional: a delete creates its table", "gone", "g1", NULL, SL_OK, NULL},
+		{"provisional: a second table", "notes", "n1", "{\"body\":\"b1\"}", SL_OK, NULL},
+		{"provisional: a hostile table and column", HOSTILE_T, "r'1\"", "{\"" HOSTILE_C "\":7}", SL_OK, NULL},
+		{"provisional: a name of ours is refused", "_synclog_outbox", "r", "{}", SL_EINVAL, "reserved"},
+		{"provisional: a name of SQLite's is refused", "SQLite_master", "r", "{}", SL_EINVAL, "reserved"},
+		{"provisional: an empty table name is refused", "", "r", "{}", SL_EINVAL, NULL},
+		{"provisional: a table the app made is refused", "appt", "r", "{\"a\":1}", SL_EINVAL, "not synclog's"},
+		{"provisional: the app's table, another case", "APPT", "r", NULL, SL_EINVAL, "not synclog's"},
+		{"provisional: an empty row is refused", "issues", "", "{}", SL_EINVAL, "empty row"},
+		{"provisional: fields not an object are refused", "issues", "i1", "[1]", SL_EINVAL, "object"},
+		{"provisional: an empty column name is refused", "issues", "i1", "{\"\":1}", SL_EINVAL, "empty column"},
+		{"provisional: a column differing only in case is refused", "issues", "i1",
+		 "{\"newcol\":1,\"Title\":2}", SL_EINVAL, "only in case"},
+	};
+	static const struct write_case after[] = {
+		{"after welcome: a put to a rebuilt table", "issues", "i3", "{\"title\":\"three\",\"prio\":3}", SL_OK, NULL},
+		{"after welcome: a column the server lacks is refused", "issues", "i3", "{\"local_only\":1}", SL_EINVAL,
+		 "unknown column"},
+		{"after welcome: an unknown table is refused", "never", "x", "{}", SL_EINVAL, "does not track"},
+		{"after welcome: a provisional table the server lacks is refused", "gone", "g2", "{}", SL_EINVAL,
+		 "provisional"},
+		{"after welcome: a delete in a provisional table the server lacks is refused", "gone", "g1", NULL,
+		 SL_EINVAL, "provisional"},
+	};
+
+	snprintf(path, sizeof(path), "%s/provisional.db", dir);
+	if (sl_store_open(path, &st) != SL_OK)
+		exit(2);
+	w("CREATE TABLE appt (k TEXT PRIMARY KEY, a TEXT)");
+	run_writes(st, before, sizeof(before) / sizeof(before[0]));
+	CHECK_Q("provisional: the table has id and one untyped column per field",
+	        "SELECT group_concat(name || ':' || type || ':' || pk, ',') FROM pragma_table_info('issues')",
+	        "id:TEXT:1,title::0,prio::0,done::0,est::0,local_only::0");
+	CHECK_Q("provisional: values are kept as given",
+	        "SELECT id, title, prio, typeof(prio), done, est, local_only FROM issues ORDER BY id",
+	        "i1|hello|2|integer|(null)|(null)|x\ni2|two|(null)|null|1|1.5|(null)");
+	CHECK_Q("provisional: a refused write rolled back its new column",
+	        "SELECT count(*) FROM pragma_table_info('issues') WHERE name = 'newcol'", "0");
+	CHECK_Q("provisional: the delete's table exists, empty",
+	        "SELECT (SELECT group_concat(name, ',') FROM pragma_table_info('gone')) || '/' || count(*) FROM gone",
+	        "id/0");
+	CHECK_Q("provisional: hostile names are created exactly",
+	        "SELECT group_concat(name, ',') FROM pragma_table_info('" "p\"; DROP TABLE _synclog_outbox; --" "')",
+	        "id," HOSTILE_C);
+	CHECK_Q("provisional: the hostile row reads back",
+	        "SELECT \"id\", \"v'); DELETE FROM _synclog_meta; --\" FROM \"p\"\"; DROP TABLE _synclog_outbox; --\"",
+	        "r'1\"|7");
+	CHECK_Q("provisional: every write is in the outbox", "SELECT count(*) FROM _synclog_outbox", "7");
+	CHECK_Q("provisional: the app's table is untouched",
+	        "SELECT group_concat(name, ',') FROM pragma_table_info('appt')", "k,a");
+	CHECK_Q("provisional: the description says provisional",
+	        "SELECT json_extract(value, '$.issues.provisional') || json_extract(value, '$.issues.pk')"
+	        " FROM _synclog_meta WHERE key = 'tables'", "1id");
+
+	/* Reopen: the store still knows its provisional tables and that no welcome came. */
+	sl_store_close(st);
+	st = NULL;
+	if (sl_store_open(path, &st) != SL_OK)
+		exit(2);
+	CHECK_RC("provisional: after reopen, a put to a known provisional table",
+	         sl_store_put(st, "issues", "i1", "{\"title\":\"hello again\"}", NULL), SL_OK);
+	CHECK_RC("provisional: after reopen, a new field still adds a column",
+	         sl_store_put(st, "notes", "n1", "{\"tags\":[1,2]}", NULL), SL_OK);
+	CHECK_Q("provisional: after reopen, the rows", "SELECT id, title FROM issues ORDER BY id",
+	        "i1|hello again\ni2|two");
+	CHECK_Q("provisional: a JSON array value is kept as its text", "SELECT id, body, tags FROM notes",
+	        "n1|b1|[1,2]");
+	p = pending(st);
+	report("provisional: the pending ops", p.n == 9, "n %d", p.n);
+	snprintf(sql, sizeof(sql), "SELECT op_id FROM _synclog_outbox WHERE tbl = '%s'", "p\"; DROP TABLE _synclog_outbox; --");
+	snprintf(id_h, sizeof(id_h), "%s", q(sql));
+
+	CHECK_RC("provisional: a welcome rebuilds the tables the server tracks",
+	         sl_store_ensure_tables(st, "{\"issues\": {\"pk\": \"id\", \"group\": \"team\", \"columns\": {"
+	                                    "\"id\": \"text\", \"team\": \"text\", \"title\": \"text\","
+	                                    " \"prio\": \"integer\", \"done\": \"boolean\", \"est\": \"double precision\"}},"
+	                                    " \"notes\": {\"pk\": \"key\", \"columns\": {\"key\": \"text\", \"body\": \"text\","
+	                                    " \"tags\": \"jsonb\"}}}"),
+	         SL_OK);
+	CHECK_Q("provisional: the rebuilt table has the server's columns and types",
+	        "SELECT group_concat(name || ':' || type || ':' || pk, ',') FROM pragma_table_info('issues')",
+	        "id:TEXT:1,team:TEXT:0,title:TEXT:0,prio:INTEGER:0,done:INTEGER:0,est:REAL:0");
+	CHECK_Q("provisional: the visible rows are recomputed; unknown columns omitted",
+	        "SELECT id, team, title, prio, done, est FROM issues ORDER BY id",
+	        "i1|(null)|hello again|2|(null)|(null)\ni2|(null)|two|(null)|1|1.5");
+	CHECK_Q("provisional: a rebuilt table with another pk column", "SELECT key, body, tags FROM notes", "n1|b1|[1,2]");
+	CHECK_Q("provisional: the ops stay in the outbox untouched",
+	        "SELECT count(*), sum(fields LIKE '%local_only%') FROM _synclog_outbox", "9|1");
+	CHECK_Q("provisional: the rebuilt tables are no longer provisional, the others are",
+	        "SELECT coalesce(json_extract(value, '$.issues.provisional'), 0) || coalesce(json_extract(value, '$.notes.provisional'), 0)"
+	        " || json_extract(value, '$.gone.provisional') FROM _synclog_meta WHERE key = 'tables'", "001");
+	CHECK_Q("provisional: a table the server lacks stays as it was",
+	        "SELECT group_concat(name, ',') FROM pragma_table_info('gone')", "id");
+	run_writes(st, after, sizeof(after) / sizeof(after[0]));
+	CHECK_Q("after welcome: the put is visible", "SELECT title, prio FROM issues WHERE id = 'i3'", "three|3");
+
+	/* The server rejects the op on a table it lacks: it leaves, its row rolls back. */
+	snprintf(sql, sizeof(sql), "{\"acked\":[],\"rejected\":[{\"id\":\"%s\",\"code\":\"unknown_table\","
+	         "\"message\":\"not tracked\"}]}", id_h);
+	CHECK_RC("provisional: an op rejected unknown_table", sl_store_ack(st, sql, rej_cb, &r), SL_OK);
+	report("provisional: the rejection is reported", r.n == 1 && strstr(r.last, "unknown_table") != NULL,
+	       "n %d, last \"%s\"", r.n, r.last);
+	CHECK_Q("provisional: the rejected op's row rolls back",
+	        "SELECT count(*) FROM \"p\"\"; DROP TABLE _synclog_outbox; --\"", "0");
+
+	sl_store_close(st);
+	st = NULL;
+	if (sl_store_open(path, &st) != SL_OK)
+		exit(2);
+	CHECK_RC("after reopen, the store remembers the welcome: an unknown table is refused",
+	         sl_store_put(st, "never2", "x", "{}", NULL), SL_EINVAL);
+	CHECK_RC("after reopen, a rebuilt table takes writes",
+	         sl_store_put(st, "notes", "n2", "{\"body\":\"b2\"}", NULL), SL_OK);
+	sl_store_close(st);
+}
+
 /* Counts calls and stops after the first. */
 static int
 stop_cb(void *ctx, const sl_store_op *op)
@@ -794,6 +952,7 @@ main(void)
 	test_changes_acks();
 	test_snapshot();
 	test_hostile();
+	test_provisional();
 	test_edges();
 	test_kill();
 	{
