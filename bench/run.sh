@@ -38,6 +38,10 @@
 #      pg_stat_statements): fan-out latency against a bare libwebsockets
 #      broadcast, queries per notification, memory per idle connection, push
 #      throughput against pgbench.  Its rows join the table and results.json.
+#   6. The client store (issue 5): bench/client.sh, no server needed: local
+#      write latency against a bare SQLite INSERT transaction, and incoming
+#      changes applied per second against batched INSERTs.  Its rows join
+#      the table and results.json too.
 #
 # Output: a table on stdout and bench/results.json (a JSON list of objects
 # with keys name, value, unit, baseline, ratio, target, met, plus min, max and
@@ -55,6 +59,7 @@
 #   BENCH_CLIENTS (8), BENCH_THREADS (2)
 #   BENCH_GATEWAY=0   skip the gateway's figures (bench/gateway.sh lists its own
 #                     durations, quick and full)
+#   BENCH_CLIENT=0    skip the client store's figures (bench/client.sh)
 #   PG_CONFIG / PG_BINDIR   where PostgreSQL's binaries are
 #   TMPDIR (or CLUSTER_TMPDIR)   where the cluster's directory is made (/tmp)
 #
@@ -424,6 +429,28 @@ if [[ ${BENCH_GATEWAY:-1} != 0 ]]; then
 	echo
 fi
 
+# --- the client store (bench/client.sh) ----------------------------------------------
+#
+# No server: SQLite files on the repository's file system.  Its rows join the
+# table below; when it fails the other figures are still reported and the
+# exit status is 1.
+
+CLIENT_ROWS_FILE=$BUILD_DIR/client/rows.txt
+CLIENT_STATUS=0
+if [[ ${BENCH_CLIENT:-1} != 0 ]]; then
+	mkdir -p "$BUILD_DIR/client"
+	rm -f "$CLIENT_ROWS_FILE" "$CLIENT_ROWS_FILE.note"
+	CLIENT_ROWS_OUT=$CLIENT_ROWS_FILE "$BENCH_DIR/client.sh" || CLIENT_STATUS=$?
+	if [[ -f $CLIENT_ROWS_FILE.note ]]; then
+		GW_NOTE+="${GW_NOTE:+; }$(cat "$CLIENT_ROWS_FILE.note")"
+	fi
+	if ((CLIENT_STATUS != 0)); then
+		echo "bench: the client store benchmarks failed (status $CLIENT_STATUS; see above)" >&2
+		GW_NOTE+="${GW_NOTE:+; }the client store benchmarks FAILED"
+	fi
+	echo
+fi
+
 # --- report -------------------------------------------------------------------------
 
 # Each row: see bench/report.sh (add_row, print_rows_table, write_rows_json).
@@ -460,6 +487,9 @@ add_row other_cpu_percent "CPU used by other processes" "$CPU_OTHER" "%" "" "" "
 if [[ -f $GW_ROWS_FILE ]]; then
 	while IFS= read -r row; do ROWS+=("$row"); done <"$GW_ROWS_FILE"
 fi
+if [[ -f $CLIENT_ROWS_FILE ]]; then
+	while IFS= read -r row; do ROWS+=("$row"); done <"$CLIENT_ROWS_FILE"
+fi
 
 print_rows_table "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications${GW_NOTE:+; $GW_NOTE})"
 write_rows_json "$RESULTS"
@@ -467,4 +497,4 @@ echo "wrote $RESULTS ($(($(date +%s) - T_START)) s; raw trials in $TRIALS_FILE, 
 if [[ $(so_fingerprint) != "$SO_MD5" ]]; then
 	echo "bench: WARNING: $SO_PATH changed during the run (now md5 $(so_fingerprint)); the cluster used the library it loaded at start (md5 $SO_MD5)" >&2
 fi
-((GW_STATUS == 0)) || exit 1
+((GW_STATUS == 0 && CLIENT_STATUS == 0)) || exit 1
