@@ -220,6 +220,23 @@ cli a get notes n1
 ok "a second --db file is independent" \
 	eval '((st == 1 && b_pending == 1)) && [[ $b_get == "{\"id\":\"n1\",\"title\":\"other\"}" ]]'
 
+# sanitizers_quiet NAME FILE...: PASS when no FILE holds a sanitizer report.
+sanitizers_quiet() {
+	local name=$1 f
+	shift
+	if grep -lE 'runtime error:|Sanitizer|LeakSanitizer' "$@" >"$tmp/san" 2>/dev/null; then
+		while read -r f; do
+			echo "--- $f:"
+			head -n 40 "$f"
+		done <"$tmp/san"
+		fail "$name"
+	else
+		pass "$name"
+	fi
+}
+sanitizers_quiet "ASan/UBSan report nothing (offline CLI runs)" "$tmp"/err/*
+rm -f "$tmp"/err/*
+
 # ===================================================================== online
 
 if ! make --no-print-directory -C "$REPO/gateway" gateway-asan >"$tmp/gwbuild.log" 2>&1; then
@@ -392,13 +409,5 @@ done
 kill -KILL "$gw_pid" 2>/dev/null
 wait "$gw_pid" 2>/dev/null
 gw_pid=""
-if grep -lE 'runtime error:|Sanitizer|LeakSanitizer' "$tmp"/err/* "$tmp"/*.err >"$tmp/san" 2>/dev/null; then
-	for f in $(cat "$tmp/san"); do
-		echo "--- $f:"
-		head -n 40 "$f"
-	done
-	fail "ASan/UBSan report nothing (CLI runs and gateway)"
-else
-	pass "ASan/UBSan report nothing (CLI runs and gateway)"
-fi
+sanitizers_quiet "ASan/UBSan report nothing (online CLI runs and the gateway)" "$tmp"/err/* "$tmp"/*.err
 exit "$failed"
