@@ -188,14 +188,13 @@ buf_chr(buf *b, char c)
 	buf_add(b, &c, 1);
 }
 
-/* Writes b and a newline to stdout, flushes, and empties b. */
+/* Writes b and a newline to stdout and empties b.  (Callbacks flush after.) */
 static void
 buf_println(buf *b)
 {
 	if (b->len > 0)
 		fwrite(b->p, 1, b->len, stdout);
 	fputc('\n', stdout);
-	fflush(stdout);
 	b->len = 0;
 }
 
@@ -896,6 +895,7 @@ on_reject(void *vctx, const char *op_id, const char *table, const char *row, con
 	jw_cstr(b, message);
 	buf_chr(b, '}');
 	buf_println(b);
+	fflush(stdout);
 }
 
 static void
@@ -945,6 +945,7 @@ on_change(void *vctx, const synclog_change *ch)
 		buf_chr(b, '}');
 	}
 	buf_println(b);
+	fflush(stdout);
 	if (c->count > 0 && c->changes >= c->count)
 		stop_requested = 1;
 }
