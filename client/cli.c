@@ -975,16 +975,16 @@ on_event(void *vctx, synclog_event ev, const char *detail)
 	}
 }
 
-/* Sets up the handle's server from o; CLI_OK, or an exit status after saying why. */
+/*
+ * Points the handle at o's server (run() checked that there is one) with c
+ * as the callbacks' context; CLI_OK, or an exit status after saying why (a
+ * malformed URL or token is a usage error).
+ */
 static int
 net_setup(synclog *sl, const cli_opts *o, net_ctx *c)
 {
 	synclog_config cfg;
 
-	if (o->server == NULL || o->server[0] == '\0')
-		return usage_error("%s needs --server URL (or SYNCLOG_SERVER)", o->cmd);
-	if (o->token == NULL || o->token[0] == '\0')
-		return usage_error("%s needs --token T (or SYNCLOG_TOKEN)", o->cmd);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.url = o->server;
 	cfg.token = o->token;
@@ -1115,7 +1115,11 @@ cmd_watch(synclog *sl, const cli_opts *o)
 
 /* ---------------------------------------------------------------- main */
 
-/* The commands, their arity checks are in each cmd_* (put) or here. */
+/*
+ * Checks the command line against the command (arity, which options apply,
+ * --server/--token for the network commands), opens --db and runs the
+ * command.  Returns the exit status; every failure has been reported.
+ */
 static int
 run(const cli_opts *o)
 {
