@@ -19,7 +19,8 @@
 #     get/list of an unknown table or of synclog's own tables exit 1
 #     "unknown table"; reading a missing --db file exits 1 and creates none;
 #   - hostile table and column names (x"; DROP TABLE y; --) are quoted:
-#     table y survives, the row reads back;
+#     table y survives, the row reads back (sqlite3_prepare_v2 compiles one
+#     statement, so broken quoting shows as the row not reading back);
 #   - a second --db file is independent of the first;
 #   online (database cli43_<pid>: the extension, issues(id, team, title, prio
 #   CHECK (prio >= 0)) tracked by team, tokens; the gateway on a free
