@@ -75,17 +75,17 @@ as() {
 
 # server_row ID: the row as PostgreSQL has it, as one JSON object.
 server_row() {
-	cluster_psql -At -v id="$1" -c "SELECT row_to_json(i) FROM issues i WHERE id = :'id'"
+	cluster_psql -At -v id="$1" <<<"SELECT row_to_json(i) FROM issues i WHERE id = :'id'"
 }
 
 # same JSON JSON: true when the two JSON texts are equal as jsonb.
 same() {
-	[[ $(cluster_psql -At -v a="$1" -v b="$2" -c "SELECT :'a'::jsonb = :'b'::jsonb") == t ]]
+	[[ $(cluster_psql -At -v a="$1" -v b="$2" <<<"SELECT :'a'::jsonb = :'b'::jsonb") == t ]]
 }
 
 # field JSON KEY: one field of a JSON object, as text.
 field() {
-	cluster_psql -At -v j="$1" -v k="$2" -c "SELECT :'j'::jsonb ->> :'k'"
+	cluster_psql -At -v j="$1" -v k="$2" <<<"SELECT :'j'::jsonb ->> :'k'"
 }
 
 free_port() {
