@@ -3,7 +3,10 @@
  * writes (put, delete) that append an op and recompute the visible row in one
  * transaction (before any welcome, into a provisional table made on the
  * way: see sls_provisional_ensure in store.c), acks (acked ops stop being resent; rejected ops leave the
- * outbox and their rows roll back) and the list of ops to resend.
+ * outbox and their rows roll back), the list of ops to resend, and the
+ * outbox index (store_int.h): op id -> op and row -> its pending ops, in
+ * memory, rebuilt from the file by sls_obx_load and changed beside every
+ * insert into and delete from _synclog_outbox.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +20,183 @@
 #include "merge.h"
 #include "store.h"
 #include "store_int.h"
+
+/* ---------------------------------------------------------------- the outbox index */
+
+/* The key of a row in obx_rows: table, NUL, row.  Returns its length; *buf malloc'd or NULL. */
+static size_t
+row_key(const char *table, const char *row, char *stack, size_t stack_size, char **buf)
+{
+	size_t lt = strlen(table), lr = strlen(row), n = lt + 1 + lr;
+	char *k = stack;
+
+	*buf = NULL;
+	if (n > stack_size) {
+		if ((k = *buf = malloc(n)) == NULL)
+			return 0;
+	}
+	memcpy(k, table, lt + 1);
+	memcpy(k + lt + 1, row, lr);
+	return n;
+}
+
+static void
+obrow_free(void *v)
+{
+	sls_obrow *r = v;
+
+	if (r == NULL)
+		return;
+	free(r->table);
+	free(r->row);
+	free(r->seqs);
+	free(r);
+}
+
+void
+sls_obx_free(sl_store *s)
+{
+	sls_hmap_free(&s->obx_ops, free);
+	sls_hmap_free(&s->obx_rows, obrow_free);
+	s->obx_ok = false;
+}
+
+/* The pending ops of (table, row) in the index, or NULL for none. */
+const sls_obrow *
+sls_obx_row(const sl_store *s, const char *table, const char *row)
+{
+	char stack[256], *buf;
+	size_t n = row_key(table, row, stack, sizeof(stack), &buf);
+	const sls_obrow *r;
+
+	if (n == 0)
+		return NULL; /* out of memory: callers treat it as no pending op... */
+	r = sls_hmap_get(&s->obx_rows, buf ? buf : stack, n, sls_hash(buf ? buf : stack, n));
+	free(buf);
+	return r;
+}
+
+/* The op op_id in the index, or NULL. */
+static const sls_obop *
+obx_op(const sl_store *s, const char *op_id)
+{
+	size_t n = strlen(op_id);
+
+	return sls_hmap_get(&s->obx_ops, op_id, n, sls_hash(op_id, n));
+}
+
+/* Adds an op (seq above every seq of its row) to the index.  SL_OK or SL_ENOMEM. */
+static int
+obx_add(sl_store *s, int64_t seq, const char *op_id, const char *table, const char *row, bool is_delete)
+{
+	char stack[256], *buf;
+	size_t n = row_key(table, row, stack, sizeof(stack), &buf), idn = strlen(op_id);
+	const char *key = buf ? buf : stack;
+	uint64_t hash = sls_hash(key, n);
+	sls_obrow *r;
+	sls_obop *op;
+	int rc = SL_ENOMEM;
+
+	if (n == 0)
+		return SL_ENOMEM;
+	if ((r = sls_hmap_get(&s->obx_rows, key, n, hash)) == NULL) {
+		if ((r = calloc(1, sizeof(*r))) == NULL || (r->table = strdup(table)) == NULL ||
+		    (r->row = strdup(row)) == NULL || sls_hmap_put(&s->obx_rows, key, n, hash, r) != SL_OK) {
+			obrow_free(r);
+			goto out;
+		}
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 2;
+		int64_t *a = realloc(r->seqs, cap * sizeof(*a));
+
+		if (a == NULL)
+			goto out;
+		r->seqs = a;
+		r->cap = cap;
+	}
+	if ((op = malloc(sizeof(*op))) == NULL)
+		goto out;
+	op->seq = seq;
+	op->row = r;
+	op->is_delete = is_delete;
+	if (sls_hmap_put(&s->obx_ops, op_id, idn, sls_hash(op_id, idn), op) != SL_OK) {
+		free(op);
+		goto out;
+	}
+	r->seqs[r->n++] = seq;
+	if (is_delete)
+		r->n_deletes++;
+	if (seq > s->last_seq)
+		s->last_seq = seq;
+	rc = SL_OK;
+out:
+	/* A row entry left with no op on failure is harmless: it lists none. */
+	free(buf);
+	return rc;
+}
+
+/* Removes op (found by obx_op) from the index; op is freed. */
+static void
+obx_remove(sl_store *s, const char *op_id)
+{
+	size_t idn = strlen(op_id);
+	sls_obop *op = sls_hmap_del(&s->obx_ops, op_id, idn, sls_hash(op_id, idn));
+	sls_obrow *r;
+
+	if (op == NULL)
+		return;
+	r = op->row;
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->seqs[i] == op->seq) {
+			memmove(r->seqs + i, r->seqs + i + 1, (r->n - i - 1) * sizeof(*r->seqs));
+			r->n--;
+			break;
+		}
+	}
+	if (op->is_delete)
+		r->n_deletes--;
+	if (r->n == 0) {
+		char stack[256], *buf;
+		size_t n = row_key(r->table, r->row, stack, sizeof(stack), &buf);
+
+		if (n > 0) {
+			const char *key = buf ? buf : stack;
+
+			obrow_free(sls_hmap_del(&s->obx_rows, key, n, sls_hash(key, n)));
+		}
+		free(buf);
+	}
+	free(op);
+}
+
+/* Rebuilds the index from _synclog_outbox.  SL_OK, SL_EDB, SL_ENOMEM (then obx_ok stays false). */
+int
+sls_obx_load(sl_store *s)
+{
+	sqlite3_stmt *st;
+	int rc = SL_OK, src;
+
+	sls_obx_free(s);
+	if ((st = sls_prep(s, "SELECT seq, op_id, tbl, row, kind FROM _synclog_outbox ORDER BY seq")) == NULL)
+		return SL_EDB;
+	while (rc == SL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = obx_add(s, sqlite3_column_int64(st, 0), (const char *) sqlite3_column_text(st, 1),
+		             (const char *) sqlite3_column_text(st, 2), (const char *) sqlite3_column_text(st, 3),
+		             strcmp((const char *) sqlite3_column_text(st, 4), "delete") == 0);
+		if (rc != SL_OK)
+			rc = sls_seterr(s, rc, "out of memory");
+	}
+	if (rc == SL_OK && src != SQLITE_DONE)
+		rc = sls_dberr(s, "read the outbox");
+	sls_release(s, st);
+	if (rc != SL_OK) {
+		sls_obx_free(s);
+		return rc;
+	}
+	s->obx_ok = true;
+	return SL_OK;
+}
 
 /* ---------------------------------------------------------------- local writes */
 
@@ -33,7 +213,8 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_stmt *st;
 	uint64_t h;
 	saved sv;
-	bool provisional;
+	bool provisional, pk_given = false;
+	int64_t seq;
 	int rc;
 
 	if (table == NULL)
@@ -57,7 +238,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 			json_decref(fields);
 			return sls_seterr(s, SL_EINVAL, "fields are not a JSON object");
 		}
-		json_object_del(fields, pk); /* the row is the pk */
+		pk_given = json_object_del(fields, pk) == 0; /* the row is the pk */
 		json_object_foreach(fields, col, val) {
 			if (!provisional && json_object_get(cols, col) == NULL) {
 				rc = sls_seterr(s, SL_EINVAL, "unknown column \"%s\" of table \"%s\"", col, table);
@@ -66,7 +247,13 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 			}
 		}
 	}
-	ftext = fields ? json_dumps(fields, JSON_COMPACT) : strdup("{}");
+	/* The op's fields as written (numbers exactly as given), unless the pk had to go. */
+	if (fields == NULL)
+		ftext = strdup("{}");
+	else if (pk_given)
+		ftext = json_dumps(fields, JSON_COMPACT);
+	else
+		ftext = strdup(fields_json);
 	if (ftext == NULL) {
 		json_decref(fields);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
@@ -86,22 +273,32 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		goto done;
 	}
 	sl_hlc_format(h, hlc_text);
-	st = sls_prep(s, "INSERT INTO _synclog_outbox (op_id, tbl, row, kind, fields, hlc)"
-	             " VALUES (?, ?, ?, ?, ?, ?)");
+	st = sls_prep(s, "INSERT INTO _synclog_outbox (seq, op_id, tbl, row, kind, fields, hlc)"
+	             " VALUES (?, ?, ?, ?, ?, ?, ?)");
 	if (st == NULL) {
 		rc = SL_EDB;
 		goto done;
 	}
-	sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, row, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, is_delete ? "delete" : "upsert", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, ftext, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, hlc_text, -1, SQLITE_STATIC);
+	seq = s->last_seq + 1; /* never reused while the store is open (net.c sends by seq) */
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_text(st, 2, op_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, row, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, is_delete ? "delete" : "upsert", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, ftext, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, hlc_text, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "append to the outbox")) != SL_OK)
 		goto done;
-	/* The clock's floor is this op's hlc, now in the outbox (see sl_store_open). */
-	rc = sls_recompute(s, table, row);
+	if ((rc = obx_add(s, seq, op_id, table, row, is_delete)) != SL_OK) {
+		rc = sls_seterr(s, rc, "out of memory");
+		goto done;
+	}
+	/*
+	 * The clock's floor is this op's hlc, now in the outbox (see sls_reload).
+	 * The visible row changes by this op alone: it is newer than every
+	 * pending op (our clock), so only confirmed clocks can beat it.
+	 */
+	rc = sls_visible_local(s, table, row, is_delete, fields, h);
 done:
 	json_decref(fields);
 	free(ftext);
@@ -124,16 +321,22 @@ sl_store_delete(sl_store *s, const char *table, const char *row, char op_id_out[
 	return local_op(s, table, row, true, NULL, op_id_out);
 }
 
-/* Removes op_id from the outbox (nothing when absent). */
+/* Removes op_id from the outbox and its index (nothing when absent).  SL_OK or SL_EDB. */
 int
 sls_outbox_remove(sl_store *s, const char *op_id)
 {
-	sqlite3_stmt *st = sls_prep(s, "DELETE FROM _synclog_outbox WHERE op_id = ?");
+	const sls_obop *op = obx_op(s, op_id);
+	sqlite3_stmt *st;
+	int rc;
 
-	if (st == NULL)
+	if (op == NULL)
+		return SL_OK;
+	if ((st = sls_prep(s, "DELETE FROM _synclog_outbox WHERE seq = ?")) == NULL)
 		return SL_EDB;
-	sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
-	return sls_step_done(s, st, "remove from the outbox");
+	sqlite3_bind_int64(st, 1, op->seq);
+	if ((rc = sls_step_done(s, st, "remove from the outbox")) == SL_OK)
+		obx_remove(s, op_id);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- acks */
@@ -158,41 +361,28 @@ sl_store_ack(sl_store *s, const char *ack_json, sl_store_reject_fn on_reject, vo
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK)
 		goto out;
 	json_array_foreach(acked, i, e) {
-		if (!json_is_string(e))
-			continue;
-		if ((st = sls_prep(s, "UPDATE _synclog_outbox SET acked = 1 WHERE op_id = ?")) == NULL) {
+		const sls_obop *op;
+
+		if (!json_is_string(e) || (op = obx_op(s, json_string_value(e))) == NULL)
+			continue; /* not ours, or already gone */
+		if ((st = sls_prep(s, "UPDATE _synclog_outbox SET acked = 1 WHERE seq = ?")) == NULL) {
 			rc = SL_EDB;
 			goto done;
 		}
-		sqlite3_bind_text(st, 1, json_string_value(e), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 1, op->seq);
 		if ((rc = sls_step_done(s, st, "mark an op acked")) != SL_OK)
 			goto done;
 	}
 	json_array_foreach(rejected, i, e) {
 		const json_t *id = json_object_get(e, "id");
 		const json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
+		const sls_obop *op;
 		char *table = NULL, *row = NULL;
-		int src;
 
-		if (!json_is_string(id))
-			continue;
-		if ((st = sls_prep(s, "SELECT tbl, row FROM _synclog_outbox WHERE op_id = ?")) == NULL) {
-			rc = SL_EDB;
-			goto done;
-		}
-		sqlite3_bind_text(st, 1, json_string_value(id), -1, SQLITE_STATIC);
-		src = sqlite3_step(st);
-		if (src == SQLITE_ROW) {
-			table = strdup((const char *) sqlite3_column_text(st, 0));
-			row = strdup((const char *) sqlite3_column_text(st, 1));
-		}
-		sls_release(s, st);
-		if (src != SQLITE_ROW && src != SQLITE_DONE) {
-			rc = sls_dberr(s, "read the outbox");
-			goto done;
-		}
-		if (src == SQLITE_DONE)
+		if (!json_is_string(id) || (op = obx_op(s, json_string_value(id))) == NULL)
 			continue; /* not ours, or already gone */
+		table = strdup(op->row->table);
+		row = strdup(op->row->row);
 		if (table == NULL || row == NULL ||
 		    json_array_append_new(done_list,
 		                          json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", json_string_value(id),
@@ -209,7 +399,8 @@ sl_store_ack(sl_store *s, const char *ack_json, sl_store_reject_fn on_reject, vo
 			goto done;
 	}
 	sls_observe_text(s, json_string_value(json_object_get(frame, "hlc")));
-	rc = sls_save_clock(s);
+	if ((rc = sls_save_outbox_seq(s)) == SL_OK)
+		rc = sls_save_clock(s);
 done:
 	rc = sls_tx_end(s, &sv, rc);
 	if (rc == SL_OK && on_reject != NULL) {

@@ -20,14 +20,14 @@
 
 /* ---------------------------------------------------------------- rows */
 
-/* Binds a JSON value to parameter i as its SQLite value. */
+/* Binds a JSON value to parameter i as its SQLite value; v must live until the step. */
 static int
 bind_json(sqlite3_stmt *st, int i, const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		return sqlite3_bind_text(st, i, json_string_value(v), (int) json_string_length(v),
-		                         SQLITE_TRANSIENT);
+		                         SQLITE_STATIC); /* v outlives the step */
 	case JSON_INTEGER:
 		return sqlite3_bind_int64(st, i, json_integer_value(v));
 	case JSON_REAL:
@@ -111,9 +111,18 @@ confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 	return sls_step_done(s, st, "write confirmed state");
 }
 
-/* Writes the visible row v of (table, row) into the app table, or deletes it. */
+/* How write_fields writes: the whole row, or some fields of an existing one. */
+typedef enum { WRITE_REPLACE, WRITE_UPDATE } write_mode;
+
+/*
+ * Writes fields (an object; those that are not columns of def are left out)
+ * as row of table: WRITE_REPLACE replaces the row with pk + fields,
+ * WRITE_UPDATE sets them on the existing row (*updated says whether there
+ * was one; nothing to set is a success with *updated true).
+ */
 static int
-visible_write(sl_store *s, const char *table, const json_t *def, const char *row, const sl_row *v)
+write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
+             const json_t *fields, write_mode mode, bool *updated)
 {
 	const char *pk = json_string_value(json_object_get(def, "pk"));
 	const json_t *cols = json_object_get(def, "columns");
@@ -121,29 +130,27 @@ visible_write(sl_store *s, const char *table, const json_t *def, const char *row
 	const char *col;
 	json_t *val;
 	sbuf b = {0};
-	int n = 1, i;
+	int n = 0, i, rc;
 
-	if (v->fields == NULL || v->deleted) {
-		sls_sb_str(&b, "DELETE FROM ");
-		sls_qident(&b, table);
-		sls_sb_str(&b, " WHERE ");
-		sls_qident(&b, pk);
-		sls_sb_str(&b, " = ?");
-	} else {
+	if (updated)
+		*updated = true;
+	if (mode == WRITE_REPLACE) {
 		sbuf vals = {0};
 
 		sls_sb_str(&b, "INSERT OR REPLACE INTO ");
 		sls_qident(&b, table);
 		sls_sb_str(&b, " (");
 		sls_qident(&b, pk);
-		sls_sb_str(&vals, "?");
-		json_object_foreach(v->fields, col, val) {
+		sls_sb_str(&vals, "?1");
+		json_object_foreach((json_t *) fields, col, val) {
+			char num[16];
+
 			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
 				continue;
 			sls_sb_str(&b, ", ");
 			sls_qident(&b, col);
-			sls_sb_str(&vals, ", ?");
-			n++;
+			snprintf(num, sizeof(num), ", ?%d", ++n + 1);
+			sls_sb_str(&vals, num);
 		}
 		sls_sb_str(&b, ") VALUES (");
 		sls_sb_str(&b, vals.oom ? "" : vals.p);
@@ -151,6 +158,28 @@ visible_write(sl_store *s, const char *table, const json_t *def, const char *row
 		if (vals.oom)
 			b.oom = true;
 		free(vals.p);
+	} else {
+		sls_sb_str(&b, "UPDATE ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " SET ");
+		json_object_foreach((json_t *) fields, col, val) {
+			char num[16];
+
+			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+				continue;
+			if (n > 0)
+				sls_sb_str(&b, ", ");
+			sls_qident(&b, col);
+			snprintf(num, sizeof(num), " = ?%d", ++n + 1);
+			sls_sb_str(&b, num);
+		}
+		sls_sb_str(&b, " WHERE ");
+		sls_qident(&b, pk);
+		sls_sb_str(&b, " = ?1");
+		if (n == 0) {
+			free(b.p);
+			return SL_OK;
+		}
 	}
 	if (b.oom) {
 		free(b.p);
@@ -162,65 +191,92 @@ visible_write(sl_store *s, const char *table, const json_t *def, const char *row
 		return SL_EDB;
 	sqlite3_bind_text(st, 1, row, -1, SQLITE_STATIC);
 	i = 2;
-	if (n > 1) {
-		json_object_foreach(v->fields, col, val) {
-			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
-				continue;
-			if (bind_json(st, i++, val) != SQLITE_OK) {
-				sls_release(s, st);
-				return sls_dberr(s, "bind a value");
-			}
+	json_object_foreach((json_t *) fields, col, val) {
+		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+			continue;
+		if (bind_json(st, i++, val) != SQLITE_OK) {
+			sls_release(s, st);
+			return sls_dberr(s, "bind a value");
 		}
 	}
-	return sls_step_done(s, st, "write the visible row");
+	if ((rc = sls_step_done(s, st, "write the visible row")) == SL_OK && updated)
+		*updated = sqlite3_changes(s->db) > 0;
+	return rc;
+}
+
+/* Deletes the visible row of (table, row) from the app's table. */
+static int
+visible_delete(sl_store *s, const char *table, const json_t *def, const char *row)
+{
+	sqlite3_stmt *st;
+	sbuf b = {0};
+
+	sls_sb_str(&b, "DELETE FROM ");
+	sls_qident(&b, table);
+	sls_sb_str(&b, " WHERE ");
+	sls_qident(&b, json_string_value(json_object_get(def, "pk")));
+	sls_sb_str(&b, " = ?");
+	if (b.oom) {
+		free(b.p);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	st = sls_prep(s, b.p);
+	free(b.p);
+	if (st == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, row, -1, SQLITE_STATIC);
+	return sls_step_done(s, st, "delete the visible row");
+}
+
+/* Writes the visible row v of (table, row) into the app table, or deletes it. */
+static int
+visible_write(sl_store *s, const char *table, const json_t *def, const char *row, const sl_row *v)
+{
+	if (v->fields == NULL || v->deleted)
+		return visible_delete(s, table, def, row);
+	return write_fields(s, table, def, row, v->fields, WRITE_REPLACE, NULL);
 }
 
 /*
- * Recomputes the visible row of (table, row) from confirmed state and the
- * row's outbox ops and writes it.  A table not in welcome.tables has no
- * visible rows: SL_OK.
+ * Recomputes the visible row of (table, row) from its confirmed state conf
+ * (borrowed) and the row's outbox ops, and writes it.  A table not in
+ * welcome.tables has no visible rows: SL_OK.
  */
-int
-sls_recompute(sl_store *s, const char *table, const char *row)
+static int
+recompute_with(sl_store *s, const char *table, const char *row, const sl_row *conf)
 {
 	json_t *def = sls_table_def(s, table);
+	const sls_obrow *pr;
 	sl_pending_op *ops = NULL;
 	json_t **fields = NULL;
 	char **hlcs = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	sqlite3_stmt *st = NULL;
-	sl_row conf = {0}, vis = {0};
-	int rc, src;
+	sl_row vis = {0};
+	int rc = SL_OK;
 
 	if (def == NULL)
 		return SL_OK;
-	if ((rc = confirmed_load(s, table, row, &conf)) != SL_OK)
+	pr = sls_obx_row(s, table, row);
+	if (pr == NULL || pr->n == 0)
+		return visible_write(s, table, def, row, conf); /* no pending op: confirmed state */
+	ops = calloc(pr->n, sizeof(*ops));
+	fields = calloc(pr->n, sizeof(*fields));
+	hlcs = calloc(pr->n, sizeof(*hlcs));
+	if (ops == NULL || fields == NULL || hlcs == NULL) {
+		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 		goto done;
-	st = sls_prep(s, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE tbl = ? AND row = ? ORDER BY seq");
-	if (st == NULL) {
+	}
+	if ((st = sls_prep(s, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE seq = ?")) == NULL) {
 		rc = SL_EDB;
 		goto done;
 	}
-	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
-	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 4;
-			void *a = realloc(ops, nc * sizeof(*ops)), *b2, *c;
-
-			if (a)
-				ops = a;
-			b2 = realloc(fields, nc * sizeof(*fields));
-			if (b2)
-				fields = b2;
-			c = realloc(hlcs, nc * sizeof(*hlcs));
-			if (c)
-				hlcs = c;
-			if (!a || !b2 || !c) {
-				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
-				goto done;
-			}
-			cap = nc;
+	for (size_t i = 0; i < pr->n; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, pr->seqs[i]);
+		if (sqlite3_step(st) != SQLITE_ROW) {
+			rc = sls_dberr(s, "read the outbox");
+			goto done;
 		}
 		fields[n] = json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL);
 		hlcs[n] = strdup((const char *) sqlite3_column_text(st, 2));
@@ -235,11 +291,7 @@ sls_recompute(sl_store *s, const char *table, const char *row)
 			goto done;
 		}
 	}
-	if (src != SQLITE_DONE) {
-		rc = sls_dberr(s, "read the outbox");
-		goto done;
-	}
-	if ((rc = sl_merge_visible(&conf, ops, n, &vis, NULL)) != SL_OK) {
+	if ((rc = sl_merge_visible(conf, ops, n, &vis, NULL)) != SL_OK) {
 		rc = sls_seterr(s, rc, "cannot merge %s/%s (bad outbox entry?)", table, row);
 		goto done;
 	}
@@ -253,8 +305,106 @@ done:
 	free(ops);
 	free(fields);
 	free(hlcs);
-	sl_row_clear(&conf);
 	sl_row_clear(&vis);
+	return rc;
+}
+
+/* Recomputes the visible row of (table, row) from the file's confirmed state and outbox. */
+int
+sls_recompute(sl_store *s, const char *table, const char *row)
+{
+	sl_row conf = {0};
+	int rc;
+
+	if (sls_table_def(s, table) == NULL)
+		return SL_OK;
+	if ((rc = confirmed_load(s, table, row, &conf)) == SL_OK)
+		rc = recompute_with(s, table, row, &conf);
+	sl_row_clear(&conf);
+	return rc;
+}
+
+/*
+ * The visible row after a local op, which the caller has just appended to
+ * the outbox (and its index), with clock hlc, newer than every pending op of
+ * the row.  So it changes the visible row by itself: a delete removes it; an
+ * upsert is absorbed when the row is deleted (confirmed tombstone or a
+ * pending delete), creates the row with its fields when there is none, and
+ * otherwise sets each field whose confirmed clock it beats (a pending op's
+ * clock never does).  The same result as sl_merge_visible over confirmed
+ * state and every pending op, without reading the row's other ops.
+ */
+int
+sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delete,
+                  const json_t *fields, uint64_t hlc)
+{
+	json_t *def = sls_table_def(s, table), *clocks = NULL, *win = NULL;
+	const sls_obrow *pr;
+	sqlite3_stmt *st;
+	bool conf_row = false, conf_alive = false, exists, updated;
+	const char *col;
+	json_t *val;
+	int rc, src;
+
+	if (def == NULL)
+		return SL_OK;
+	if (is_delete)
+		return visible_delete(s, table, def, row);
+	pr = sls_obx_row(s, table, row);
+	if (pr != NULL && pr->n_deletes > 0)
+		return SL_OK; /* absorbed by a pending delete */
+	st = sls_prep(s, "SELECT clocks, deleted, fields IS NOT NULL FROM _synclog_confirmed"
+	                 " WHERE tbl = ? AND row = ?");
+	if (st == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
+	if ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		conf_row = true;
+		if (sqlite3_column_int(st, 1) != 0) {
+			sls_release(s, st);
+			return SL_OK; /* absorbed by a tombstone */
+		}
+		conf_alive = sqlite3_column_int(st, 2) != 0;
+		clocks = json_loads((const char *) sqlite3_column_text(st, 0), 0, NULL);
+	}
+	sls_release(s, st);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return sls_dberr(s, "read confirmed state");
+	/* The row exists when confirmed state has it or an earlier pending op made it. */
+	exists = conf_alive || (pr != NULL && pr->n > 1);
+	if (!exists) {
+		rc = write_fields(s, table, def, row, fields, WRITE_REPLACE, NULL);
+		json_decref(clocks);
+		return rc;
+	}
+	if (conf_row && json_object_size(clocks) > 0) {
+		/* Only the fields this op wins against confirmed clocks. */
+		if ((win = json_object()) == NULL) {
+			json_decref(clocks);
+			return sls_seterr(s, SL_ENOMEM, "out of memory");
+		}
+		json_object_foreach((json_t *) fields, col, val) {
+			const json_t *c = json_object_get(clocks, col);
+			const json_t *ch = json_array_get(c, 0), *cc = json_array_get(c, 1);
+			uint64_t h;
+
+			if (json_is_string(ch) && json_is_string(cc) &&
+			    sl_hlc_parse(json_string_value(ch), &h) == SL_OK &&
+			    sl_clock_cmp(hlc, s->client_id, h, json_string_value(cc)) <= 0)
+				continue;
+			if (json_object_set(win, col, val) != 0) {
+				json_decref(win);
+				json_decref(clocks);
+				return sls_seterr(s, SL_ENOMEM, "out of memory");
+			}
+		}
+	}
+	json_decref(clocks);
+	rc = write_fields(s, table, def, row, win ? win : fields, WRITE_UPDATE, &updated);
+	json_decref(win);
+	if (rc == SL_OK && !updated)
+		rc = sls_recompute(s, table, row); /* the app's table lacked the row: write it whole */
 	return rc;
 }
 
@@ -314,7 +464,7 @@ static int
 apply_decided(sl_row *r, bool is_delete, const json_t *fields, const char *hlc, const char *cid)
 {
 	const char *col;
-	json_t *val;
+	json_t *val, *clock;
 
 	if (r->deleted)
 		return SL_OK;
@@ -327,13 +477,18 @@ apply_decided(sl_row *r, bool is_delete, const json_t *fields, const char *hlc, 
 	}
 	if (r->fields == NULL && (r->fields = json_object()) == NULL)
 		return SL_ENOMEM;
-	if (!json_is_object(fields))
+	if (!json_is_object(fields) || json_object_size(fields) == 0)
 		return SL_OK;
+	/* Values are shared with the frame (read only); one clock entry serves every field. */
+	if ((clock = json_pack("[ss]", hlc, cid)) == NULL)
+		return SL_ENOMEM;
 	json_object_foreach((json_t *) fields, col, val) {
-		if (json_object_set_new(r->fields, col, json_deep_copy(val)) != 0 ||
-		    json_object_set_new(r->clocks, col, json_pack("[ss]", hlc, cid)) != 0)
+		if (json_object_set(r->fields, col, val) != 0 || json_object_set(r->clocks, col, clock) != 0) {
+			json_decref(clock);
 			return SL_ENOMEM;
+		}
 	}
+	json_decref(clock);
 	return SL_OK;
 }
 
@@ -369,38 +524,56 @@ change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, 
 	return sl_hlc_parse(*hlc, &h) == SL_OK && (*cid)[0] != '\0' && strlen(*cid) <= 64;
 }
 
+/* One row a changes frame touches: its confirmed state, loaded once, saved once. */
+typedef struct frame_row {
+	const char *table, *row; /* borrowed from the frame */
+	sl_row conf;
+} frame_row;
+
+static void
+frame_row_free(void *v)
+{
+	frame_row *fr = v;
+
+	if (fr != NULL)
+		sl_row_clear(&fr->conf);
+	free(fr);
+}
+
 int
 sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
 	json_t *frame = json_loads(frame_json ? frame_json : "", 0, NULL);
 	json_t *changes = json_object_get(frame, "changes"), *j_cursor = json_object_get(frame, "cursor");
-	json_t *c, *keys = json_object(), *rows, *v;
-	const char *kt, *kr;
+	json_t *c;
+	sls_hmap rows = {0};         /* table NUL row -> frame_row* (owned) */
+	frame_row **order = NULL;    /* the same rows, in the order first touched */
+	size_t n_rows = 0, i;
 	uint64_t last;
-	size_t i;
 	saved sv;
 	int rc;
 
-	if (keys == NULL) {
+	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0) {
+		json_decref(frame);
+		return sls_seterr(s, SL_EINVAL, "malformed changes frame");
+	}
+	if ((order = malloc((json_array_size(changes) + 1) * sizeof(*order))) == NULL) {
 		json_decref(frame);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
-	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0) {
-		json_decref(frame);
-		json_decref(keys);
-		return sls_seterr(s, SL_EINVAL, "malformed changes frame");
-	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
 		json_decref(frame);
-		json_decref(keys);
+		free(order);
 		return rc;
 	}
 	last = s->cursor;
 	json_array_foreach(changes, i, c) {
 		const char *table, *row, *hlc, *cid, *op_id;
 		bool is_delete;
-		uint64_t seq;
-		sl_row r = {0};
+		uint64_t seq, hash;
+		char stack[256], *key;
+		size_t lt, lr, klen;
+		frame_row *fr;
 
 		if (!change_ok(c, &seq, &table, &row, &is_delete, &hlc, &cid, &op_id)) {
 			rc = sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
@@ -410,34 +583,58 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 			continue; /* already applied */
 		last = seq;
 		sls_observe_text(s, hlc);
-		if ((rc = confirmed_load(s, table, row, &r)) == SL_OK &&
-		    (rc = apply_decided(&r, is_delete, json_object_get(c, "fields"), hlc, cid)) == SL_OK &&
-		    (rc = confirmed_save(s, table, row, &r)) == SL_OK &&
-		    (op_id == NULL || (rc = sls_outbox_remove(s, op_id)) == SL_OK))
-			rc = sls_key_add(keys, table, row);
-		if (rc == SL_ENOMEM)
+		lt = strlen(table);
+		lr = strlen(row);
+		klen = lt + 1 + lr;
+		key = klen <= sizeof(stack) ? stack : malloc(klen);
+		if (key == NULL) {
+			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+			goto done;
+		}
+		memcpy(key, table, lt + 1);
+		memcpy(key + lt + 1, row, lr);
+		hash = sls_hash(key, klen);
+		if ((fr = sls_hmap_get(&rows, key, klen, hash)) == NULL) {
+			if ((fr = calloc(1, sizeof(*fr))) == NULL ||
+			    sls_hmap_put(&rows, key, klen, hash, fr) != SL_OK) {
+				free(fr);
+				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+			} else {
+				fr->table = table;
+				fr->row = row;
+				order[n_rows++] = fr;
+				rc = confirmed_load(s, table, row, &fr->conf);
+			}
+		}
+		if (key != stack)
+			free(key);
+		if (rc == SL_OK &&
+		    (rc = apply_decided(&fr->conf, is_delete, json_object_get(c, "fields"), hlc, cid)) == SL_ENOMEM)
 			sls_seterr(s, rc, "out of memory");
-		sl_row_clear(&r);
+		if (rc == SL_OK && op_id != NULL)
+			rc = sls_outbox_remove(s, op_id);
 		if (rc != SL_OK)
 			goto done;
 	}
 	/* Each affected row once, after all of the frame's changes. */
-	json_object_foreach(keys, kt, rows) {
-		json_object_foreach(rows, kr, v) {
-			if ((rc = sls_recompute(s, kt, kr)) != SL_OK)
-				goto done;
-		}
+	for (i = 0; i < n_rows; i++) {
+		if ((rc = confirmed_save(s, order[i]->table, order[i]->row, &order[i]->conf)) != SL_OK ||
+		    (rc = recompute_with(s, order[i]->table, order[i]->row, &order[i]->conf)) != SL_OK)
+			goto done;
 	}
 	if ((uint64_t) json_integer_value(j_cursor) > last)
 		last = (uint64_t) json_integer_value(j_cursor);
 	s->cursor = last;
-	if ((rc = sls_meta_set_u64(s, "cursor", last)) != SL_OK)
+	if ((rc = sls_meta_set_u64(s, "cursor", last)) != SL_OK ||
+	    (rc = sls_save_outbox_seq(s)) != SL_OK)
 		goto done;
 	rc = sls_save_clock(s);
 done:
+	sls_hmap_free(&rows, frame_row_free);
+	free(order);
+	rc = sls_tx_end(s, &sv, rc);
 	json_decref(frame);
-	json_decref(keys);
-	return sls_tx_end(s, &sv, rc);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- snapshots */

@@ -34,17 +34,45 @@
 #include "store.h"
 #include "store_int.h"
 
+/*
+ * The internal tables.  _synclog_outbox is keyed by seq alone and
+ * _synclog_confirmed is a WITHOUT ROWID table keyed by (tbl, row): each is
+ * one b-tree, so a write touches one page of it.  The outbox's lookups by op
+ * id and by row are in memory (store_int.h: the outbox index).
+ */
 static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS _synclog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS _synclog_confirmed (tbl TEXT NOT NULL, row TEXT NOT NULL,"
 	" fields TEXT, clocks TEXT NOT NULL DEFAULT '{}', deleted INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (tbl, row));"
-	"CREATE TABLE IF NOT EXISTS _synclog_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, row TEXT NOT NULL, kind TEXT NOT NULL,"
+	" PRIMARY KEY (tbl, row)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS _synclog_outbox (seq INTEGER PRIMARY KEY,"
+	" op_id TEXT NOT NULL, tbl TEXT NOT NULL, row TEXT NOT NULL, kind TEXT NOT NULL,"
 	" fields TEXT NOT NULL DEFAULT '{}', hlc TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS _synclog_outbox_row ON _synclog_outbox (tbl, row, seq);"
 	"CREATE TABLE IF NOT EXISTS _synclog_snapshot (tbl TEXT NOT NULL, row TEXT NOT NULL,"
 	" fields TEXT NOT NULL, clocks TEXT NOT NULL, PRIMARY KEY (tbl, row));";
+
+/*
+ * Files made before the layout above (an AUTOINCREMENT outbox with indexes
+ * on op_id and on (tbl, row, seq); a rowid confirmed table) are converted
+ * when opened: same rows, same seqs.
+ */
+static const char *const migrate_sql[][2] = {
+	{"SELECT 1 FROM sqlite_master WHERE name = '_synclog_outbox' AND sql LIKE '%AUTOINCREMENT%'",
+	 "CREATE TABLE _synclog_outbox_v2 (seq INTEGER PRIMARY KEY,"
+	 " op_id TEXT NOT NULL, tbl TEXT NOT NULL, row TEXT NOT NULL, kind TEXT NOT NULL,"
+	 " fields TEXT NOT NULL DEFAULT '{}', hlc TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0);"
+	 "INSERT INTO _synclog_outbox_v2 SELECT seq, op_id, tbl, row, kind, fields, hlc, acked"
+	 " FROM _synclog_outbox;"
+	 "DROP TABLE _synclog_outbox;"
+	 "ALTER TABLE _synclog_outbox_v2 RENAME TO _synclog_outbox;"},
+	{"SELECT 1 FROM sqlite_master WHERE name = '_synclog_confirmed' AND sql NOT LIKE '%WITHOUT ROWID%'",
+	 "CREATE TABLE _synclog_confirmed_v2 (tbl TEXT NOT NULL, row TEXT NOT NULL,"
+	 " fields TEXT, clocks TEXT NOT NULL DEFAULT '{}', deleted INTEGER NOT NULL DEFAULT 0,"
+	 " PRIMARY KEY (tbl, row)) WITHOUT ROWID;"
+	 "INSERT INTO _synclog_confirmed_v2 SELECT tbl, row, fields, clocks, deleted FROM _synclog_confirmed;"
+	 "DROP TABLE _synclog_confirmed;"
+	 "ALTER TABLE _synclog_confirmed_v2 RENAME TO _synclog_confirmed;"},
+};
 
 /* ---------------------------------------------------------------- errors */
 
@@ -109,6 +137,127 @@ sls_qident(sbuf *b, const char *name)
 	sls_sb_add(b, "\"", 1);
 }
 
+/* ---------------------------------------------------------------- hash maps */
+
+/* FNV-1a, 64 bits. */
+uint64_t
+sls_hash(const char *p, size_t n)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char) p[i];
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+/* The slot of key in m, or of the empty slot where it would go.  m->cap > 0. */
+static size_t
+hmap_slot(const sls_hmap *m, const char *key, size_t klen, uint64_t hash)
+{
+	size_t i = (size_t) hash & (m->cap - 1);
+
+	while (m->e[i].key != NULL &&
+	       !(m->e[i].hash == hash && m->e[i].klen == klen && memcmp(m->e[i].key, key, klen) == 0))
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+/* The value of key, or NULL. */
+void *
+sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash)
+{
+	if (m->cap == 0)
+		return NULL;
+	return m->e[hmap_slot(m, key, klen, hash)].val;
+}
+
+/* Sets key (copied) to val, replacing any value.  SL_OK or SL_ENOMEM (m unchanged). */
+int
+sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val)
+{
+	size_t i;
+
+	if ((m->n + 1) * 4 > m->cap * 3) {
+		size_t cap = m->cap ? m->cap * 2 : 64;
+		sls_hent *e = calloc(cap, sizeof(*e)), *old = m->e;
+		size_t oldcap = m->cap;
+
+		if (e == NULL)
+			return SL_ENOMEM;
+		m->e = e;
+		m->cap = cap;
+		for (size_t j = 0; j < oldcap; j++) {
+			if (old[j].key != NULL)
+				m->e[hmap_slot(m, old[j].key, old[j].klen, old[j].hash)] = old[j];
+		}
+		free(old);
+	}
+	i = hmap_slot(m, key, klen, hash);
+	if (m->e[i].key == NULL) {
+		char *k = malloc(klen + 1);
+
+		if (k == NULL)
+			return SL_ENOMEM;
+		memcpy(k, key, klen);
+		k[klen] = '\0';
+		m->e[i].key = k;
+		m->e[i].klen = klen;
+		m->e[i].hash = hash;
+		m->n++;
+	}
+	m->e[i].val = val;
+	return SL_OK;
+}
+
+/* Removes key; returns its value (the caller's to free), or NULL when absent. */
+void *
+sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash)
+{
+	size_t i, j;
+	void *val;
+
+	if (m->cap == 0)
+		return NULL;
+	i = hmap_slot(m, key, klen, hash);
+	if (m->e[i].key == NULL)
+		return NULL;
+	val = m->e[i].val;
+	free(m->e[i].key);
+	m->e[i].key = NULL;
+	m->e[i].val = NULL;
+	m->n--;
+	/* Backward shift: move up every entry of the run that its home slot allows. */
+	for (j = (i + 1) & (m->cap - 1); m->e[j].key != NULL; j = (j + 1) & (m->cap - 1)) {
+		size_t home = (size_t) m->e[j].hash & (m->cap - 1);
+
+		/* Move j to i when home is not cyclically in (i, j]. */
+		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			m->e[i] = m->e[j];
+			m->e[j].key = NULL;
+			m->e[j].val = NULL;
+			i = j;
+		}
+	}
+	return val;
+}
+
+/* Frees every key, every value with free_val (may be NULL), and the table. */
+void
+sls_hmap_free(sls_hmap *m, void (*free_val)(void *))
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->e[i].key != NULL) {
+			free(m->e[i].key);
+			if (free_val)
+				free_val(m->e[i].val);
+		}
+	}
+	free(m->e);
+	memset(m, 0, sizeof(*m));
+}
+
 /* ---------------------------------------------------------------- SQLite helpers */
 
 /* Runs sql (no parameters, any number of statements).  SL_OK or SL_EDB. */
@@ -129,10 +278,11 @@ sqlite3_stmt *
 sls_prep(sl_store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
+	uint64_t hash = sls_hash(sql, strlen(sql));
 	int i;
 
 	for (i = 0; i < s->n_cached; i++) {
-		if (!s->cache[i].busy && strcmp(s->cache[i].sql, sql) == 0) {
+		if (s->cache[i].hash == hash && !s->cache[i].busy && strcmp(s->cache[i].sql, sql) == 0) {
 			s->cache[i].busy = true;
 			return s->cache[i].st;
 		}
@@ -144,6 +294,7 @@ sls_prep(sl_store *s, const char *sql)
 	}
 	if (s->n_cached < SL_STMT_CACHE && (s->cache[s->n_cached].sql = strdup(sql)) != NULL) {
 		s->cache[s->n_cached].st = st;
+		s->cache[s->n_cached].hash = hash;
 		s->cache[s->n_cached].busy = true;
 		s->n_cached++;
 	}
@@ -159,8 +310,7 @@ sls_release(sl_store *s, sqlite3_stmt *st)
 	for (int i = 0; i < s->n_cached; i++) {
 		if (s->cache[i].st == st) {
 			sqlite3_reset(st);
-			sqlite3_clear_bindings(st);
-			s->cache[i].busy = false;
+			s->cache[i].busy = false; /* every user binds every parameter */
 			return;
 		}
 	}
@@ -224,6 +374,18 @@ sls_meta_set_u64(sl_store *s, const char *key, uint64_t v)
 	return sls_meta_set(s, key, buf);
 }
 
+/*
+ * Stores the outbox's seq high-water (meta "outbox_seq"), by whatever removes
+ * ops from the outbox: a seq is then either still in the outbox or at most
+ * the stored value, so no handle on the file ever gives it out again (net.c
+ * pushes what lies above the last seq it sent).
+ */
+int
+sls_save_outbox_seq(sl_store *s)
+{
+	return sls_meta_set_u64(s, "outbox_seq", (uint64_t) s->last_seq);
+}
+
 int
 sls_save_clock(sl_store *s)
 {
@@ -233,38 +395,81 @@ sls_save_clock(sl_store *s)
 	return sls_meta_set(s, "hlc", text);
 }
 
-/* Starts a write transaction and saves the in-memory state. */
+/* Steps one of the store's own statements (BEGIN, COMMIT, ...) and resets it. */
+static int
+step_own(sl_store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SL_OK : sls_dberr(s, what);
+}
+
+/*
+ * Reads PRAGMA data_version; when another connection has committed since we
+ * last looked, reloads what the store keeps in memory (sls_reload).
+ */
+static int
+check_data_version(sl_store *s)
+{
+	int64_t dv;
+	int rc = sqlite3_step(s->st_dv);
+
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s->st_dv);
+		return sls_dberr(s, "read data_version");
+	}
+	dv = sqlite3_column_int64(s->st_dv, 0);
+	sqlite3_reset(s->st_dv);
+	if (dv == s->data_version && s->obx_ok)
+		return SL_OK;
+	s->data_version = dv;
+	return sls_reload(s);
+}
+
+/*
+ * Starts a write transaction and saves the in-memory state.  Another
+ * connection's commits (another process on the same file) are picked up
+ * here, before anything is decided.
+ */
 int
 sls_tx_begin(sl_store *s, saved *sv)
 {
+	int rc;
+
+	if ((rc = step_own(s, s->st_begin, "begin")) != SL_OK)
+		return rc;
+	if ((rc = check_data_version(s)) != SL_OK) {
+		step_own(s, s->st_rollback, "rollback");
+		return rc;
+	}
 	sv->cursor = s->cursor;
 	sv->clock = s->clock;
 	sv->tables = json_incref(s->tables);
 	sv->welcomed = s->welcomed;
-	if (sls_exec(s, "BEGIN IMMEDIATE", "begin") != SL_OK) {
-		json_decref(sv->tables);
-		return SL_EDB;
-	}
 	return SL_OK;
 }
 
 /*
  * Ends the transaction begun by tx_begin: COMMIT when rc is SL_OK (and the
- * commit succeeds), else ROLLBACK and the in-memory state restored.  Returns
- * the final status; the error text of a failure is kept.
+ * commit succeeds), else ROLLBACK and the in-memory state restored (the
+ * outbox index is rebuilt from the file at the next begin).  Returns the
+ * final status; the error text of a failure is kept.
  */
 int
 sls_tx_end(sl_store *s, saved *sv, int rc)
 {
-	if (rc == SL_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = sls_dberr(s, "commit");
+	if (rc == SL_OK && step_own(s, s->st_commit, "commit") != SL_OK)
+		rc = SL_EDB;
 	if (rc != SL_OK) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		if (sqlite3_get_autocommit(s->db) == 0)
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		s->cursor = sv->cursor;
 		s->clock = sv->clock;
 		json_decref(s->tables);
 		s->tables = sv->tables;
 		s->welcomed = sv->welcomed;
+		s->obx_ok = false;
 	} else
 		json_decref(sv->tables);
 	sv->tables = NULL;
@@ -275,22 +480,30 @@ sls_tx_end(sl_store *s, saved *sv, int rc)
 
 /* ---------------------------------------------------------------- ids and clocks */
 
-/* A random UUID v4 from /dev/urandom into out.  SL_OK or SL_EDB. */
+/* A random UUID v4 from /dev/urandom (read ahead, 1 KiB at a time) into out.  SL_OK or SL_EDB. */
 int
 sls_new_uuid(sl_store *s, char out[SL_UUID_LEN + 1])
 {
 	unsigned char b[16];
-	ssize_t got = 0;
 
-	if (s->urandom < 0 && (s->urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0)
-		return sls_seterr(s, SL_EDB, "cannot open /dev/urandom");
-	while (got < 16) {
-		ssize_t n = read(s->urandom, b + got, 16 - (size_t) got);
+	if (s->rnd_len - s->rnd_pos < 16) {
+		ssize_t got = 0;
 
-		if (n <= 0)
-			return sls_seterr(s, SL_EDB, "cannot read /dev/urandom");
-		got += n;
+		if (s->urandom < 0 && (s->urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0)
+			return sls_seterr(s, SL_EDB, "cannot open /dev/urandom");
+		while (got < (ssize_t) sizeof(s->rnd)) {
+			ssize_t n = read(s->urandom, s->rnd + got, sizeof(s->rnd) - (size_t) got);
+
+			if (n <= 0)
+				return sls_seterr(s, SL_EDB, "cannot read /dev/urandom");
+			got += n;
+		}
+		s->rnd_pos = 0;
+		s->rnd_len = sizeof(s->rnd);
 	}
+	memcpy(b, s->rnd + s->rnd_pos, 16);
+	memset(s->rnd + s->rnd_pos, 0, 16); /* used once */
+	s->rnd_pos += 16;
 	b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80);
 	snprintf(out, SL_UUID_LEN + 1,
@@ -321,12 +534,99 @@ sls_observe_text(sl_store *s, const char *text)
 
 /* ---------------------------------------------------------------- open / close */
 
+/*
+ * Reads what the store keeps in memory from the file, inside a transaction:
+ * cursor, clock floor (never moving the clock back), tables, whether a
+ * welcome came, and the outbox index.  SL_OK, SL_EDB, SL_ENOMEM.
+ */
+int
+sls_reload(sl_store *s)
+{
+	char *v = NULL;
+	uint64_t floor = 0;
+	int rc;
+
+	if ((rc = meta_get(s, "cursor", &v)) != SL_OK)
+		return rc;
+	s->cursor = v ? strtoull(v, NULL, 10) : 0;
+	free(v);
+	if ((rc = meta_get(s, "hlc", &v)) != SL_OK)
+		return rc;
+	if (v != NULL && sl_hlc_parse(v, &floor) != SL_OK)
+		floor = 0;
+	free(v);
+	/*
+	 * A put does not rewrite the stored floor: its clock is in the outbox, in
+	 * the same transaction.  Whatever removes ops from the outbox stores the
+	 * floor first, so the floor is the greater of the two.
+	 */
+	{
+		sqlite3_stmt *st = sls_prep(s, "SELECT max(hlc) FROM _synclog_outbox");
+		uint64_t h;
+
+		if (st == NULL)
+			return SL_EDB;
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL &&
+		    sl_hlc_parse((const char *) sqlite3_column_text(st, 0), &h) == SL_OK && h > floor)
+			floor = h;
+		sls_release(s, st);
+	}
+	if (s->clock.last > floor)
+		floor = s->clock.last;
+	sl_hlc_init(&s->clock, floor, SL_MAX_SKEW_MS);
+	if ((rc = meta_get(s, "outbox_seq", &v)) != SL_OK)
+		return rc;
+	if (v != NULL && strtoll(v, NULL, 10) > s->last_seq)
+		s->last_seq = strtoll(v, NULL, 10);
+	free(v);
+	if ((rc = meta_get(s, "tables", &v)) != SL_OK)
+		return rc;
+	json_decref(s->tables);
+	s->tables = v ? json_loads(v, 0, NULL) : NULL;
+	free(v);
+	if ((rc = meta_get(s, "welcomed", &v)) != SL_OK)
+		return rc;
+	s->welcomed = v != NULL;
+	free(v);
+	if (!s->welcomed && json_is_object(s->tables)) {
+		/* A file from before provisional tables: its tables came from a welcome. */
+		const char *t;
+		json_t *d;
+
+		s->welcomed = true;
+		json_object_foreach(s->tables, t, d) {
+			if (sls_def_provisional(d))
+				s->welcomed = false;
+		}
+	}
+	return sls_obx_load(s);
+}
+
+/* Converts the internal tables of a file made before the current layout. */
+static int
+migrate(sl_store *s)
+{
+	for (size_t i = 0; i < sizeof(migrate_sql) / sizeof(migrate_sql[0]); i++) {
+		sqlite3_stmt *st = sls_prep(s, migrate_sql[i][0]);
+		int src;
+
+		if (st == NULL)
+			return SL_EDB;
+		src = sqlite3_step(st);
+		sls_release(s, st);
+		if (src == SQLITE_ROW && sls_exec(s, migrate_sql[i][1], "convert an internal table") != SL_OK)
+			return SL_EDB;
+		if (src != SQLITE_ROW && src != SQLITE_DONE)
+			return sls_dberr(s, "read the schema");
+	}
+	return SL_OK;
+}
+
 int
 sl_store_open(const char *path, sl_store **out)
 {
 	sl_store *s;
 	char *v = NULL;
-	uint64_t floor = 0;
 	int rc;
 
 	*out = NULL;
@@ -341,9 +641,17 @@ sl_store_open(const char *path, sl_store **out)
 	sqlite3_busy_timeout(s->db, 5000);
 	if ((rc = sls_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "set WAL mode")) != SL_OK)
 		goto fail;
-	if ((rc = sls_exec(s, "BEGIN IMMEDIATE", "begin")) != SL_OK)
+	if (sqlite3_prepare_v2(s->db, "BEGIN IMMEDIATE", -1, &s->st_begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->st_commit, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "ROLLBACK", -1, &s->st_rollback, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &s->st_dv, NULL) != SQLITE_OK) {
+		rc = sls_dberr(s, "prepare");
 		goto fail;
-	if ((rc = sls_exec(s, schema_sql, "create the internal tables")) != SL_OK)
+	}
+	if ((rc = step_own(s, s->st_begin, "begin")) != SL_OK)
+		goto fail;
+	if ((rc = sls_exec(s, schema_sql, "create the internal tables")) != SL_OK ||
+	    (rc = migrate(s)) != SL_OK)
 		goto rollback;
 	if ((rc = meta_get(s, "client_id", &v)) != SL_OK)
 		goto rollback;
@@ -358,57 +666,13 @@ sl_store_open(const char *path, sl_store **out)
 		free(v);
 		v = NULL;
 	}
-	if ((rc = meta_get(s, "cursor", &v)) != SL_OK)
+	if ((rc = sls_reload(s)) != SL_OK)
 		goto rollback;
-	s->cursor = v ? strtoull(v, NULL, 10) : 0;
-	free(v);
-	if ((rc = meta_get(s, "hlc", &v)) != SL_OK)
+	if ((rc = step_own(s, s->st_commit, "commit")) != SL_OK)
 		goto rollback;
-	if (v != NULL && sl_hlc_parse(v, &floor) != SL_OK)
-		floor = 0;
-	free(v);
-	/*
-	 * A put does not rewrite the stored floor: its clock is in the outbox, in
-	 * the same transaction.  Whatever removes ops from the outbox stores the
-	 * floor first, so the floor is the greater of the two.
-	 */
-	{
-		sqlite3_stmt *st = sls_prep(s, "SELECT max(hlc) FROM _synclog_outbox");
-		uint64_t h;
-
-		if (st == NULL) {
-			rc = SL_EDB;
-			goto rollback;
-		}
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL &&
-		    sl_hlc_parse((const char *) sqlite3_column_text(st, 0), &h) == SL_OK && h > floor)
-			floor = h;
-		sls_release(s, st);
-	}
-	sl_hlc_init(&s->clock, floor, SL_MAX_SKEW_MS);
-	if ((rc = meta_get(s, "tables", &v)) != SL_OK)
-		goto rollback;
-	if (v != NULL) {
-		s->tables = json_loads(v, 0, NULL);
-		free(v);
-	}
-	if ((rc = meta_get(s, "welcomed", &v)) != SL_OK)
-		goto rollback;
-	s->welcomed = v != NULL;
-	free(v);
-	if (!s->welcomed && json_is_object(s->tables)) {
-		/* A file from before provisional tables: its tables came from a welcome. */
-		const char *t;
-		json_t *d;
-
-		s->welcomed = true;
-		json_object_foreach(s->tables, t, d) {
-			if (sls_def_provisional(d))
-				s->welcomed = false;
-		}
-	}
-	if ((rc = sls_exec(s, "COMMIT", "commit")) != SL_OK)
-		goto rollback;
+	if (sqlite3_step(s->st_dv) == SQLITE_ROW)
+		s->data_version = sqlite3_column_int64(s->st_dv, 0);
+	sqlite3_reset(s->st_dv);
 	*out = s;
 	return SL_OK;
 rollback:
@@ -427,6 +691,11 @@ sl_store_close(sl_store *s)
 		sqlite3_finalize(s->cache[i].st);
 		free(s->cache[i].sql);
 	}
+	sqlite3_finalize(s->st_begin);
+	sqlite3_finalize(s->st_commit);
+	sqlite3_finalize(s->st_rollback);
+	sqlite3_finalize(s->st_dv);
+	sls_obx_free(s);
 	if (s->urandom >= 0)
 		close(s->urandom);
 	sqlite3_close_v2(s->db);

@@ -9,6 +9,13 @@
  *
  * Every write a public function makes runs between sls_tx_begin and
  * sls_tx_end; statements come from sls_prep and go back through sls_release.
+ *
+ * The outbox index: the outbox table is keyed by seq alone (one b-tree, so a
+ * local write touches as few pages as possible); the lookups by op id and by
+ * row are served from memory, by two hash maps built from the file when it
+ * is opened (sls_obx_load) and kept in step with every change of the
+ * outbox.  They are derived data: rebuilt after a rollback and whenever
+ * another connection has changed the file (PRAGMA data_version).
  */
 #ifndef SL_STORE_INT_H
 #define SL_STORE_INT_H
@@ -24,7 +31,35 @@
 #include "store.h"
 
 #define SL_MAX_SKEW_MS 60000 /* the receive rule's bound, as synclog.max_clock_skew */
-#define SL_STMT_CACHE 64     /* prepared statements kept per store */
+#define SL_STMT_CACHE 128    /* prepared statements kept per store */
+
+/* A hash map from byte strings (copied in) to pointers; open addressing. */
+typedef struct sls_hent {
+	char *key;      /* owned; NULL for an empty slot */
+	size_t klen;
+	uint64_t hash;
+	void *val;
+} sls_hent;
+
+typedef struct sls_hmap {
+	sls_hent *e;
+	size_t cap, n; /* cap: 0 or a power of two */
+} sls_hmap;
+
+/* One pending op in the outbox index (the value of obx_ops). */
+typedef struct sls_obop {
+	int64_t seq;
+	struct sls_obrow *row; /* borrowed from obx_rows */
+	bool is_delete;
+} sls_obop;
+
+/* The pending ops of one row, in outbox order (the value of obx_rows). */
+typedef struct sls_obrow {
+	char *table, *row; /* owned */
+	int64_t *seqs;     /* owned; ascending */
+	size_t n, cap;
+	size_t n_deletes;  /* how many of them are deletes */
+} sls_obrow;
 
 /* One of these per open file. */
 struct sl_store {
@@ -37,8 +72,17 @@ struct sl_store {
 	json_t *snap_groups;       /* owned; the groups of the snapshot being received */
 	bool snap_open;            /* a snapshot was begun and not finished */
 	int urandom;               /* /dev/urandom, open for the store's life; -1 when closed */
+	unsigned char rnd[1024];   /* bytes read ahead from /dev/urandom */
+	size_t rnd_pos, rnd_len;
+	int64_t last_seq;          /* the greatest outbox seq given out or seen; never reused */
+	int64_t data_version;      /* PRAGMA data_version when we last looked */
+	sls_hmap obx_ops;          /* op id -> sls_obop* (owned) */
+	sls_hmap obx_rows;         /* table NUL row -> sls_obrow* (owned) */
+	bool obx_ok;               /* the outbox index matches the file */
+	sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_dv; /* owned */
 	struct cached {            /* prepared statements kept for reuse, by SQL text */
 		char *sql;             /* owned */
+		uint64_t hash;         /* of sql */
 		sqlite3_stmt *st;
 		bool busy;             /* handed out by sls_prep() and not yet sls_release()d */
 	} cache[SL_STMT_CACHE];
@@ -75,12 +119,19 @@ int sls_step_done(sl_store *s, sqlite3_stmt *st, const char *what);
 int sls_meta_set(sl_store *s, const char *key, const char *value);
 int sls_meta_set_u64(sl_store *s, const char *key, uint64_t v);
 int sls_save_clock(sl_store *s);
+int sls_save_outbox_seq(sl_store *s);
 int sls_tx_begin(sl_store *s, saved *sv);
 int sls_tx_end(sl_store *s, saved *sv, int rc);
 int sls_new_uuid(sl_store *s, char out[SL_UUID_LEN + 1]);
 uint64_t sls_wall_ms(void);
 void sls_observe_text(sl_store *s, const char *text);
 json_t *sls_table_def(sl_store *s, const char *table);
+uint64_t sls_hash(const char *p, size_t n);
+void *sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash);
+int sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val);
+void *sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash);
+void sls_hmap_free(sls_hmap *m, void (*free_val)(void *));
+int sls_reload(sl_store *s);
 bool sls_table_name_ok(const char *name);
 bool sls_def_provisional(const json_t *def);
 int sls_provisional_ensure(sl_store *s, const char *table, const json_t *fields);
@@ -89,8 +140,13 @@ int sls_provisional_ensure(sl_store *s, const char *table, const json_t *fields)
 int sls_key_add(json_t *keys, const char *table, const char *row);
 int sls_recompute(sl_store *s, const char *table, const char *row);
 int sls_recompute_table(sl_store *s, const char *table);
+int sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delete,
+                      const json_t *fields, uint64_t hlc);
 
 /* outbox.c */
 int sls_outbox_remove(sl_store *s, const char *op_id);
+int sls_obx_load(sl_store *s);
+void sls_obx_free(sl_store *s);
+const sls_obrow *sls_obx_row(const sl_store *s, const char *table, const char *row);
 
 #endif /* SL_STORE_INT_H */

@@ -27,13 +27,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "hlc.h"
+#include "merge.h"
 #include "store.h"
 
 static int n_pass, n_fail;
 static char dir[256], path[300];
+static char model_me[SL_UUID_LEN + 1]; /* the client_id of test_model's store */
 
 static void report(const char *name, bool ok, const char *why, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -754,6 +757,289 @@ test_provisional(void)
 	sl_store_close(st);
 }
 
+/*
+ * The model check: for every row of issues, the visible row must be
+ * sl_merge_visible over its confirmed state and its pending ops as the file
+ * holds them.  Returns NULL, or a description of the first difference
+ * (static buffer).
+ */
+static const char *
+model_diff(int nrows)
+{
+	static char why[1024];
+	sqlite3 *db;
+	sqlite3_stmt *cs, *os, *vs;
+	const char *res = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return "cannot open";
+	sqlite3_prepare_v2(db, "SELECT fields, clocks, deleted FROM _synclog_confirmed WHERE tbl = 'issues' AND row = ?", -1, &cs, NULL);
+	sqlite3_prepare_v2(db, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE tbl = 'issues' AND row = ? ORDER BY seq", -1, &os, NULL);
+	sqlite3_prepare_v2(db, "SELECT json_object('team', team, 'title', title, 'prio', prio) FROM issues WHERE id = ?", -1, &vs, NULL);
+	for (int r = 0; r < nrows && res == NULL; r++) {
+		char row[16];
+		sl_row conf = {0}, vis = {0};
+		sl_pending_op ops[256];
+		json_t *of[256], *want = NULL, *got = NULL;
+		char oh[256][17];
+		size_t n = 0;
+
+		snprintf(row, sizeof(row), "m%d", r);
+		sl_row_init(&conf);
+		sqlite3_bind_text(cs, 1, row, -1, SQLITE_STATIC);
+		if (sqlite3_step(cs) == SQLITE_ROW) {
+			const char *f = (const char *) sqlite3_column_text(cs, 0);
+
+			conf.fields = f ? json_loads(f, 0, NULL) : NULL;
+			json_decref(conf.clocks);
+			conf.clocks = json_loads((const char *) sqlite3_column_text(cs, 1), 0, NULL);
+			conf.deleted = sqlite3_column_int(cs, 2) != 0;
+		}
+		sqlite3_reset(cs);
+		sqlite3_bind_text(os, 1, row, -1, SQLITE_STATIC);
+		while (n < 256 && sqlite3_step(os) == SQLITE_ROW) {
+			of[n] = json_loads((const char *) sqlite3_column_text(os, 1), 0, NULL);
+			snprintf(oh[n], sizeof(oh[n]), "%s", (const char *) sqlite3_column_text(os, 2));
+			ops[n].kind = strcmp((const char *) sqlite3_column_text(os, 0), "delete") == 0 ? SL_OP_DELETE : SL_OP_UPSERT;
+			ops[n].fields = of[n];
+			ops[n].hlc = oh[n];
+			ops[n].client_id = model_me;
+			n++;
+		}
+		sqlite3_reset(os);
+		if (sl_merge_visible(&conf, ops, n, &vis, NULL) != SL_OK) {
+			snprintf(why, sizeof(why), "row %s: merge failed", row);
+			res = why;
+		} else if (vis.fields != NULL && !vis.deleted) {
+			want = json_pack("{s:o?, s:o?, s:o?}", "team", json_incref(json_object_get(vis.fields, "team")),
+			                 "title", json_incref(json_object_get(vis.fields, "title")),
+			                 "prio", json_incref(json_object_get(vis.fields, "prio")));
+			const char *k;
+			json_t *v, *full = json_object();
+
+			json_object_set_new(full, "team", json_null());
+			json_object_set_new(full, "title", json_null());
+			json_object_set_new(full, "prio", json_null());
+			json_object_foreach(want, k, v)
+				json_object_set(full, k, v);
+			json_decref(want);
+			want = full;
+		}
+		sqlite3_bind_text(vs, 1, row, -1, SQLITE_STATIC);
+		if (sqlite3_step(vs) == SQLITE_ROW)
+			got = json_loads((const char *) sqlite3_column_text(vs, 0), 0, NULL);
+		sqlite3_reset(vs);
+		if (!((want == NULL && got == NULL) || (want && got && json_equal(want, got)))) {
+			char *w = want ? json_dumps(want, JSON_SORT_KEYS) : NULL, *g = got ? json_dumps(got, JSON_SORT_KEYS) : NULL;
+
+			snprintf(why, sizeof(why), "row %s: visible %s, merge says %s (%zu pending)", row, g ? g : "(none)",
+			         w ? w : "(none)", n);
+			free(w);
+			free(g);
+			res = why;
+		}
+		json_decref(want);
+		json_decref(got);
+		for (size_t i = 0; i < n; i++)
+			json_decref(of[i]);
+		sl_row_clear(&conf);
+		sl_row_clear(&vis);
+	}
+	sqlite3_finalize(cs);
+	sqlite3_finalize(os);
+	sqlite3_finalize(vs);
+	sqlite3_close(db);
+	return res;
+}
+
+/*
+ * Random local writes, incoming changes (behind, ahead, far ahead of our
+ * clock, deletes), own ops confirmed, acks, rejections and reopens on a few
+ * rows; after every step the visible rows must be what the merge of
+ * confirmed state and pending ops says (model_diff).  This checks the fast
+ * paths (a local write changes the visible row by itself; a frame recomputes
+ * each row once) against the rule.
+ */
+static void
+test_model(void)
+{
+	sl_store *st = fresh("model.db");
+	const int nrows = 8, steps = 1500;
+	unsigned seed = (unsigned) time(NULL);
+	const char *diff = NULL;
+	unsigned cseq = 0;
+	int step;
+
+	srand(seed);
+	snprintf(model_me, sizeof(model_me), "%s", sl_store_client_id(st));
+	for (step = 0; step < steps && diff == NULL; step++) {
+		int dice = rand() % 100, r = rand() % nrows;
+		char row[16], fields[256], frame[1024], h[SL_HLC_TEXT_LEN + 1], sql[256];
+		int rc = SL_OK;
+
+		snprintf(row, sizeof(row), "m%d", r);
+		snprintf(fields, sizeof(fields), "{%s%s%s}",
+		         rand() % 2 ? "\"title\":\"x" : "\"team\":\"t",
+		         (const char[][4]){"1\"", "2\"", "3\""}[rand() % 3],
+		         rand() % 2 ? ",\"prio\":7" : "");
+		if (dice < 40) {
+			rc = sl_store_put(st, "issues", row, fields, NULL);
+		} else if (dice < 44) {
+			rc = sl_store_delete(st, "issues", row, NULL);
+		} else if (dice < 70) {
+			/* Another client's change: behind, around, ahead, or beyond the skew bound. */
+			int64_t off = (int64_t[]){-5000, -1, 0, 1, 3, 1 << 16, (int64_t) 120000 << 16}[rand() % 7];
+			uint64_t now = sl_store_hlc(st);
+
+			sl_hlc_format((uint64_t) ((int64_t) now + off), h);
+			snprintf(frame, sizeof(frame),
+			         "{\"cursor\":%u,\"changes\":[{\"seq\":%u,\"op_id\":\"o-%d\",\"client_id\":\"%s\","
+			         "\"table\":\"issues\",\"row\":\"%s\",\"kind\":\"%s\",\"fields\":%s,\"hlc\":\"%s\"}]}",
+			         cseq + 1, cseq + 1, step, rand() % 2 ? "other" : "zz-other", row,
+			         rand() % 30 == 0 ? "delete" : "upsert", fields, h);
+			cseq++;
+			rc = sl_store_apply_changes(st, frame);
+		} else if (dice < 82) {
+			/* Our oldest pending op comes back as a change. */
+			const char *got;
+
+			snprintf(sql, sizeof(sql), "SELECT op_id || ' ' || row || ' ' || kind || ' ' || hlc || ' ' || fields"
+			         " FROM _synclog_outbox ORDER BY seq LIMIT 1");
+			got = q(sql);
+			if (strcmp(got, "(none)") != 0) {
+				char id[64], orow[16], kind[16], oh[32], of[256];
+
+				if (sscanf(got, "%63s %15s %15s %31s %255[^\n]", id, orow, kind, oh, of) == 5) {
+					snprintf(frame, sizeof(frame),
+					         "{\"cursor\":%u,\"changes\":[{\"seq\":%u,\"op_id\":\"%s\",\"client_id\":\"%s\","
+					         "\"table\":\"issues\",\"row\":\"%s\",\"kind\":\"%s\",\"fields\":%s,\"hlc\":\"%s\"}]}",
+					         cseq + 1, cseq + 1, id, model_me, orow, kind, of, oh);
+					cseq++;
+					rc = sl_store_apply_changes(st, frame);
+				}
+			}
+		} else if (dice < 94) {
+			/* An ack of a random pending op: acked, or rejected. */
+			snprintf(sql, sizeof(sql), "SELECT op_id FROM _synclog_outbox ORDER BY random() LIMIT 1");
+			snprintf(h, sizeof(h), "%s", "");
+			{
+				char id[64];
+
+				snprintf(id, sizeof(id), "%s", q(sql));
+				if (strcmp(id, "(none)") != 0) {
+					if (rand() % 2)
+						snprintf(frame, sizeof(frame), "{\"acked\":[\"%s\"],\"rejected\":[]}", id);
+					else
+						snprintf(frame, sizeof(frame), "{\"acked\":[],\"rejected\":[{\"id\":\"%s\",\"code\":\"invalid_value\"}]}", id);
+					rc = sl_store_ack(st, frame, NULL, NULL);
+				}
+			}
+		} else {
+			sl_store_close(st);
+			st = NULL;
+			if (sl_store_open(path, &st) != SL_OK)
+				exit(2);
+		}
+		if (rc != SL_OK) {
+			static char why[512];
+
+			snprintf(why, sizeof(why), "step %d: call failed: %s", step, sl_store_errmsg(st));
+			diff = why;
+			break;
+		}
+		diff = model_diff(nrows);
+	}
+	report("model: visible rows are the merge of confirmed state and pending ops, at every step",
+	       diff == NULL, "seed %u, step %d: %s", seed, step, diff ? diff : "");
+	sl_store_close(st);
+}
+
+/*
+ * Two handles on one file (two processes, say: a CLI put beside a running
+ * watch): each sees the other's commits, the outbox index included.
+ */
+static void
+test_two_handles(void)
+{
+	sl_store *a = fresh("two.db"), *b = NULL, *st;
+	char id1[SL_UUID_LEN + 1], id2[SL_UUID_LEN + 1], me[SL_UUID_LEN + 1];
+	struct pend p;
+
+	if (sl_store_open(path, &b) != SL_OK)
+		exit(2);
+	snprintf(me, sizeof(me), "%s", sl_store_client_id(a));
+	st = a;
+	CHECK_RC("two handles: a put through the first", sl_store_put(a, "issues", "w1", "{\"title\":\"one\"}", id1), SL_OK);
+	st = b;
+	CHECK_RC("two handles: the second applies the first's op coming back",
+	         sl_store_apply_changes(b, change1(1, id1, me, "w1", "upsert", "{\"title\":\"one\"}", op_hlc(id1), 1)), SL_OK);
+	CHECK_Q("two handles: the op left the outbox", "SELECT count(*) FROM _synclog_outbox", "0");
+	CHECK_RC("two handles: a put through the second", sl_store_put(b, "issues", "w2", "{\"title\":\"two\"}", id2), SL_OK);
+	st = a;
+	CHECK_RC("two handles: the first writes again", sl_store_put(a, "issues", "w2", "{\"prio\":2}", NULL), SL_OK);
+	CHECK_Q("two handles: both ops on the row are visible", "SELECT title, prio FROM issues WHERE id = 'w2'", "two|2");
+	CHECK_Q("two handles: the outbox seqs are distinct", "SELECT count(DISTINCT seq) FROM _synclog_outbox", "2");
+	report("two handles: the first knows the cursor the second moved", sl_store_cursor(a) == 1, "cursor %llu",
+	       (unsigned long long) sl_store_cursor(a));
+	{
+		char ack[256];
+
+		snprintf(ack, sizeof(ack), "{\"rejected\":[{\"id\":\"%s\",\"code\":\"invalid_value\"}]}", id2);
+		CHECK_RC("two handles: a rejection through the first of the second's op", sl_store_ack(a, ack, NULL, NULL), SL_OK);
+	}
+	CHECK_Q("two handles: the rejected op's field rolls back", "SELECT title, prio FROM issues WHERE id = 'w2'", "(null)|2");
+	p = pending(b);
+	report("two handles: the second lists the one op left", p.n == 1, "n %d", p.n);
+	sl_store_close(a);
+	sl_store_close(b);
+}
+
+/* A file made with the first layout of the internal tables is converted when opened. */
+static void
+test_migrate(void)
+{
+	sl_store *st = NULL;
+	struct pend p;
+
+	snprintf(path, sizeof(path), "%s/v1.db", dir);
+	w("CREATE TABLE _synclog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	  "CREATE TABLE _synclog_confirmed (tbl TEXT NOT NULL, row TEXT NOT NULL, fields TEXT,"
+	  " clocks TEXT NOT NULL DEFAULT '{}', deleted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, row));"
+	  "CREATE TABLE _synclog_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE,"
+	  " tbl TEXT NOT NULL, row TEXT NOT NULL, kind TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '{}',"
+	  " hlc TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0);"
+	  "CREATE INDEX _synclog_outbox_row ON _synclog_outbox (tbl, row, seq);"
+	  "CREATE TABLE _synclog_snapshot (tbl TEXT NOT NULL, row TEXT NOT NULL, fields TEXT NOT NULL,"
+	  " clocks TEXT NOT NULL, PRIMARY KEY (tbl, row));"
+	  "INSERT INTO _synclog_meta VALUES ('client_id', '11111111-1111-4111-8111-111111111111'), ('cursor', '7'),"
+	  " ('hlc', '0000000000010000'), ('tables', '{\"issues\":{\"pk\":\"id\",\"columns\":{\"id\":\"text\",\"title\":\"text\"}}}');"
+	  "CREATE TABLE issues (id TEXT PRIMARY KEY, title TEXT);"
+	  "INSERT INTO _synclog_confirmed VALUES ('issues', 'c1', '{\"title\":\"c\"}', '{\"title\":[\"0000000000010000\",\"x\"]}', 0);"
+	  "INSERT INTO _synclog_outbox (seq, op_id, tbl, row, kind, fields, hlc) VALUES"
+	  " (41, 'op-41', 'issues', 'c1', 'upsert', '{\"title\":\"mine\"}', '0000000000020000');"
+	  "INSERT INTO issues VALUES ('c1', 'mine');");
+	report("migrate: a first-layout file opens", sl_store_open(path, &st) == SL_OK, "%s", "open failed");
+	if (st == NULL)
+		return;
+	CHECK_Q("migrate: the outbox is one b-tree keyed by seq",
+	        "SELECT count(*) FROM sqlite_master WHERE tbl_name = '_synclog_outbox'", "1");
+	CHECK_Q("migrate: confirmed state is WITHOUT ROWID",
+	        "SELECT sql LIKE '%WITHOUT ROWID%' FROM sqlite_master WHERE name = '_synclog_confirmed'", "1");
+	CHECK_Q("migrate: rows and seqs kept", "SELECT seq, op_id FROM _synclog_outbox", "41|op-41");
+	p = pending(st);
+	report("migrate: the op is pending", p.n == 1 && strcmp(p.ids, "op-41") == 0, "n %d %s", p.n, p.ids);
+	report("migrate: cursor and clock floor kept", sl_store_cursor(st) == 7 && sl_store_hlc(st) == 0x20000,
+	       "cursor %llu hlc %llx", (unsigned long long) sl_store_cursor(st), (unsigned long long) sl_store_hlc(st));
+	CHECK_RC("migrate: the op's change confirms it",
+	         sl_store_apply_changes(st, change1(8, "op-41", "11111111-1111-4111-8111-111111111111", "c1",
+	                                            "upsert", "{\"title\":\"mine\"}", "0000000000020000", 8)), SL_OK);
+	CHECK_Q("migrate: confirmed, left the outbox", "SELECT (SELECT count(*) FROM _synclog_outbox) || (SELECT title FROM issues)", "0mine");
+	CHECK_RC("migrate: a new op gets a seq above the old ones",
+	         sl_store_put(st, "issues", "c2", "{\"title\":\"n\"}", NULL), SL_OK);
+	CHECK_Q("migrate: its seq", "SELECT seq > 41 FROM _synclog_outbox", "1");
+	sl_store_close(st);
+}
+
 /* Counts calls and stops after the first. */
 static int
 stop_cb(void *ctx, const sl_store_op *op)
@@ -953,6 +1239,9 @@ main(void)
 	test_snapshot();
 	test_hostile();
 	test_provisional();
+	test_model();
+	test_two_handles();
+	test_migrate();
 	test_edges();
 	test_kill();
 	{
