@@ -90,25 +90,35 @@ confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 {
 	sqlite3_stmt *st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_confirmed"
 	                           " (tbl, row, fields, clocks, deleted) VALUES (?, ?, ?, ?, ?)");
-	char *f = NULL, *c = NULL;
+	sbuf f = {0}, c = {0};
+	int rc;
 
 	if (st == NULL)
 		return SL_EDB;
-	if ((r->fields && (f = json_dumps(r->fields, JSON_COMPACT)) == NULL) ||
-	    (c = json_dumps(r->clocks, JSON_COMPACT)) == NULL) {
-		free(f);
+	if (r->fields)
+		sls_sb_json(&f, r->fields);
+	if (r->clocks)
+		sls_sb_json(&c, r->clocks);
+	else
+		sls_sb_str(&c, "{}");
+	if (f.oom || c.oom) {
+		free(f.p);
+		free(c.p);
 		sls_release(s, st);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, row, -1, SQLITE_STATIC);
-	if (f)
-		sqlite3_bind_text(st, 3, f, -1, free);
+	if (r->fields)
+		sqlite3_bind_text(st, 3, f.p, (int) f.len, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 3);
-	sqlite3_bind_text(st, 4, c, -1, free);
+	sqlite3_bind_text(st, 4, c.p, (int) c.len, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, r->deleted ? 1 : 0);
-	return sls_step_done(s, st, "write confirmed state");
+	rc = sls_step_done(s, st, "write confirmed state");
+	free(f.p);
+	free(c.p);
+	return rc;
 }
 
 /* How write_fields writes: the whole row, or some fields of an existing one. */
@@ -141,16 +151,14 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 		sls_qident(&b, table);
 		sls_sb_str(&b, " (");
 		sls_qident(&b, pk);
-		sls_sb_str(&vals, "?1");
+		sls_sb_str(&vals, "?");
 		json_object_foreach((json_t *) fields, col, val) {
-			char num[16];
-
 			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
 				continue;
 			sls_sb_str(&b, ", ");
 			sls_qident(&b, col);
-			snprintf(num, sizeof(num), ", ?%d", ++n + 1);
-			sls_sb_str(&vals, num);
+			sls_sb_str(&vals, ", ?");
+			n++;
 		}
 		sls_sb_str(&b, ") VALUES (");
 		sls_sb_str(&b, vals.oom ? "" : vals.p);
@@ -163,19 +171,17 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 		sls_qident(&b, table);
 		sls_sb_str(&b, " SET ");
 		json_object_foreach((json_t *) fields, col, val) {
-			char num[16];
-
 			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
 				continue;
 			if (n > 0)
 				sls_sb_str(&b, ", ");
 			sls_qident(&b, col);
-			snprintf(num, sizeof(num), " = ?%d", ++n + 1);
-			sls_sb_str(&b, num);
+			sls_sb_str(&b, " = ?");
+			n++;
 		}
 		sls_sb_str(&b, " WHERE ");
 		sls_qident(&b, pk);
-		sls_sb_str(&b, " = ?1");
+		sls_sb_str(&b, " = ?");
 		if (n == 0) {
 			free(b.p);
 			return SL_OK;
@@ -189,8 +195,10 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 	free(b.p);
 	if (st == NULL)
 		return SL_EDB;
-	sqlite3_bind_text(st, 1, row, -1, SQLITE_STATIC);
-	i = 2;
+	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
+	i = 1;
+	if (mode == WRITE_REPLACE)
+		sqlite3_bind_text(st, i++, row, -1, SQLITE_STATIC);
 	json_object_foreach((json_t *) fields, col, val) {
 		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
 			continue;
@@ -199,6 +207,8 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 			return sls_dberr(s, "bind a value");
 		}
 	}
+	if (mode == WRITE_UPDATE)
+		sqlite3_bind_text(st, i, row, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "write the visible row")) == SL_OK && updated)
 		*updated = sqlite3_changes(s->db) > 0;
 	return rc;

@@ -137,6 +137,115 @@ sls_qident(sbuf *b, const char *name)
 	sls_sb_add(b, "\"", 1);
 }
 
+/*
+ * Appends v as compact JSON text, as json_dumps(v, JSON_COMPACT) writes it
+ * (keys in insertion order, strings escaped alike, reals with %.17g), without
+ * its generic machinery: the store writes two such texts per row it saves.
+ * On allocation failure b->oom is set.
+ */
+void
+sls_sb_json(sbuf *b, const json_t *v)
+{
+	char num[40];
+	size_t i;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *k;
+		json_t *e;
+		bool first = true;
+
+		sls_sb_add(b, "{", 1);
+		json_object_foreach((json_t *) v, k, e) {
+			json_t *key = json_string_nocheck(k);
+
+			if (!first)
+				sls_sb_add(b, ",", 1);
+			first = false;
+			if (key == NULL) {
+				b->oom = true;
+				return;
+			}
+			sls_sb_json(b, key);
+			json_decref(key);
+			sls_sb_add(b, ":", 1);
+			sls_sb_json(b, e);
+		}
+		sls_sb_add(b, "}", 1);
+		return;
+	}
+	case JSON_ARRAY:
+		sls_sb_add(b, "[", 1);
+		for (i = 0; i < json_array_size(v); i++) {
+			if (i > 0)
+				sls_sb_add(b, ",", 1);
+			sls_sb_json(b, json_array_get(v, i));
+		}
+		sls_sb_add(b, "]", 1);
+		return;
+	case JSON_STRING: {
+		const char *p = json_string_value(v), *run = p, *end = p + json_string_length(v);
+
+		sls_sb_add(b, "\"", 1);
+		for (; p < end; p++) {
+			unsigned char c = (unsigned char) *p;
+			const char *esc = NULL;
+
+			if (c >= 0x20 && c != '"' && c != '\\')
+				continue;
+			sls_sb_add(b, run, (size_t) (p - run));
+			run = p + 1;
+			switch (c) {
+			case '"': esc = "\\\""; break;
+			case '\\': esc = "\\\\"; break;
+			case '\b': esc = "\\b"; break;
+			case '\f': esc = "\\f"; break;
+			case '\n': esc = "\\n"; break;
+			case '\r': esc = "\\r"; break;
+			case '\t': esc = "\\t"; break;
+			default:
+				snprintf(num, sizeof(num), "\\u%04x", c);
+				esc = num;
+			}
+			sls_sb_str(b, esc);
+		}
+		sls_sb_add(b, run, (size_t) (end - run));
+		sls_sb_add(b, "\"", 1);
+		return;
+	}
+	case JSON_INTEGER: {
+		json_int_t n = json_integer_value(v);
+		unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
+		char *o = num + sizeof(num);
+
+		do
+			*--o = (char) ('0' + u % 10);
+		while ((u /= 10) != 0);
+		if (n < 0)
+			*--o = '-';
+		sls_sb_add(b, o, (size_t) (num + sizeof(num) - o));
+		return;
+	}
+	case JSON_REAL: {
+		int n = snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+
+		sls_sb_add(b, num, (size_t) n);
+		if (strpbrk(num, ".eE") == NULL)
+			sls_sb_add(b, ".0", 2); /* stays a real when read back */
+		return;
+	}
+	case JSON_TRUE:
+		sls_sb_add(b, "true", 4);
+		return;
+	case JSON_FALSE:
+		sls_sb_add(b, "false", 5);
+		return;
+	default:
+		sls_sb_add(b, "null", 4);
+		return;
+	}
+}
+
 /* ---------------------------------------------------------------- hash maps */
 
 /* FNV-1a, 64 bits. */
@@ -506,10 +615,18 @@ sls_new_uuid(sl_store *s, char out[SL_UUID_LEN + 1])
 	s->rnd_pos += 16;
 	b[6] = (unsigned char) ((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char) ((b[8] & 0x3f) | 0x80);
-	snprintf(out, SL_UUID_LEN + 1,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-	         b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-	         b[15]);
+	{
+		static const char hex[] = "0123456789abcdef";
+		char *o = out;
+
+		for (int i = 0; i < 16; i++) {
+			if (i == 4 || i == 6 || i == 8 || i == 10)
+				*o++ = '-';
+			*o++ = hex[b[i] >> 4];
+			*o++ = hex[b[i] & 15];
+		}
+		*o = '\0';
+	}
 	return SL_OK;
 }
 

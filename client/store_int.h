@@ -112,6 +112,7 @@ int sls_dberr(sl_store *s, const char *what);
 void sls_sb_add(sbuf *b, const char *s, size_t n);
 void sls_sb_str(sbuf *b, const char *s);
 void sls_qident(sbuf *b, const char *name);
+void sls_sb_json(sbuf *b, const json_t *v);
 int sls_exec(sl_store *s, const char *sql, const char *what);
 sqlite3_stmt *sls_prep(sl_store *s, const char *sql);
 void sls_release(sl_store *s, sqlite3_stmt *st);
