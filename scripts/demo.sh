@@ -65,11 +65,16 @@ say() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
 note() { printf '%s%s%s\n' "$D" "$*" "$N"; }
 
 # as WHO ARGS...: runs synclog-cli as WHO (alice, bob, carol), echoing the
-# command first; output passes through.  Returns the CLI's status.
+# command first on stderr (so a caller may silence the output alone);
+# output passes through.  Returns the CLI's status.
 as() {
-	local who=$1
+	local who=$1 a shown=""
 	shift
-	printf '%s%-6s$ synclog-cli %s%s\n' "$Y" "$who" "$*" "$N"
+	for a in "$@"; do
+		[[ $a == *[[:space:]]* ]] && a="${a%%=*}=\"${a#*=}\""
+		shown+=" $a"
+	done
+	printf '%s%-6s$ synclog-cli%s%s\n' "$Y" "$who" "$shown" "$N" >&2
 	"$CLI" --db "$work/$who.db" "$@"
 }
 
@@ -161,6 +166,8 @@ say "Alice files an issue on her laptop: written locally, visible at once, then 
 alice put issues "$id" team=team-a title="Login fails on Safari" status=todo estimate=3 >/dev/null ||
 	die "alice's put failed"
 alice get issues "$id" || die "alice's get failed"
+note "(her first write: the table exists locally from the fields written until the server's"
+note " columns arrive with her first sync)"
 alice pending || die "alice's pending failed"
 alice sync || die "alice's sync failed"
 note "(sync pushed the outbox and pulled until caught up; nothing pending now)"
@@ -178,7 +185,7 @@ note "(the last one is a typo: the server's CHECK (estimate >= 0) will refuse it
 bob get issues "$id"
 note "bob's outbox:"
 bob pending
-printf '%sbob   $ synclog-cli sync   # no network on the plane%s\n' "$Y" "$N"
+printf '%sbob   $ synclog-cli sync   # no network on the plane%s\n' "$Y" "$N" >&2
 set +e
 SYNCLOG_TOKEN=$tok_bob "$CLI" --db "$work/bob.db" --group team-a --server "ws://127.0.0.1:1/" \
 	--timeout 3 sync
@@ -186,7 +193,7 @@ st=$?
 set -e
 ((st != 0)) || die "bob's sync to an unreachable server should have failed"
 note "(exit status $st; his edits stay in the outbox:)"
-bob pending | wc -l | sed 's/^/pending ops: /'
+echo "pending ops: $("$CLI" --db "$work/bob.db" pending | wc -l)"
 
 say "Meanwhile alice, online, changes the status too (after bob did, offline)"
 alice put issues "$id" status="in progress" >/dev/null || die "alice's put failed"
@@ -214,8 +221,11 @@ kill -TERM "$watch_pid" 2>/dev/null || true
 wait "$watch_pid" 2>/dev/null || true
 watch_pid=""
 
-say "What carol's terminal printed while this happened"
-cut -c1-160 "$work/carol.out"
+say "What carol's terminal printed while this happened (one JSON line per change; abridged)"
+while IFS= read -r line; do
+	cluster_psql -At -v j="$line" <<<"SELECT format('seq %s  %s  %s…  %s', j->>'seq', j->>'kind',
+	        left(j->>'row', 8), j->'fields') FROM (SELECT :'j'::jsonb AS j) x"
+done <"$work/carol.out"
 
 # --- side by side --------------------------------------------------------------
 say "Final state, field by field"
