@@ -127,13 +127,15 @@ void sls_sb_str(sbuf *b, const char *s) { sls_sb_add(b, s, strlen(s)); }
 void
 sls_qident(sbuf *b, const char *name)
 {
+	const char *q;
+
 	sls_sb_add(b, "\"", 1);
-	for (const char *p = name; *p; p++) {
-		if (*p == '"')
-			sls_sb_add(b, "\"\"", 2);
-		else
-			sls_sb_add(b, p, 1);
+	while ((q = strchr(name, '"')) != NULL) {
+		sls_sb_add(b, name, (size_t) (q - name) + 1);
+		sls_sb_add(b, "\"", 1); /* the quote, doubled */
+		name = q + 1;
 	}
+	sls_sb_str(b, name);
 	sls_sb_add(b, "\"", 1);
 }
 

@@ -12,8 +12,12 @@
  * before or after the call, never between.
  *
  * Internal tables: _synclog_meta (key, value: client_id, cursor, hlc,
- * tables), _synclog_confirmed, _synclog_outbox, _synclog_snapshot (rows of a
- * snapshot being received, until its last frame).
+ * tables, welcomed, outbox_seq), _synclog_confirmed (WITHOUT ROWID, keyed by
+ * table and row), _synclog_outbox (keyed by seq alone; the store finds ops
+ * by id and by row through an index it keeps in memory, rebuilt when another
+ * connection changes the file), _synclog_snapshot (rows of a snapshot being
+ * received, until its last frame).  Files of the first layout are converted
+ * when opened.
  *
  * Threads: an sl_store is one connection; the caller serializes calls on it.
  * Errors: every function returns an SL_* status (status.h); on failure
