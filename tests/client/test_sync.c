@@ -18,6 +18,8 @@
  *                                                script restarts: run reconnects on its own
  *                                                and every op is confirmed
  *   test_sync lost     FILE URL TOKEN GW_PID     the gateway SIGKILLed during a sync: ENET
+ *   test_sync hostile  FILE                      a scripted server of its own sends garbage,
+ *                                                fragments, 70 MiB, unauthorized
  *
  * Each check prints "PASS: client-sync: NAME" or "FAIL: client-sync: NAME"
  * (with the reason on the line before); the exit status is 1 when a check
@@ -25,7 +27,10 @@
  * table issues (id text, team text, title text, prio int CHECK (prio >= 0)),
  * group column team; the tokens grant t1 (and t2 for A).
  */
-#define _DEFAULT_SOURCE /* usleep, kill */
+#define _GNU_SOURCE /* usleep, kill, strcasestr */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -77,6 +83,7 @@ now_ms(void)
 typedef struct rec {
 	atomic_int n_connected, n_disconnected, n_snapshot, n_error, n_changes, n_rejects;
 	char last_disconnect[512];
+	bool saw_cap;              /* a DISCONNECTED naming the 64 MiB cap */
 	char last_error[512];
 	struct {
 		char row[64], fields[512], client_id[64], json[1024];
@@ -98,6 +105,8 @@ on_event(void *ctx, synclog_event ev, const char *detail)
 		break;
 	case SYNCLOG_EV_DISCONNECTED:
 		snprintf(r->last_disconnect, sizeof(r->last_disconnect), "%s", detail);
+		if (strstr(detail, "64 MiB") != NULL)
+			r->saw_cap = true;
 		r->n_disconnected++;
 		break;
 	case SYNCLOG_EV_SNAPSHOT:
@@ -689,6 +698,295 @@ step_lost(const char *file, const char *url, const char *token, pid_t gateway)
 	synclog_close(sl);
 }
 
+/* ---------------------------------------------------------------- a hostile server */
+
+/*
+ * A hand-written WebSocket server (RFC 6455, no libwebsockets) on an
+ * ephemeral loopback port, one scripted connection after another, sending
+ * what a broken or malicious server might: not JSON, not an object, bad
+ * field types, a fragmented message, a message past the client's 64 MiB cap,
+ * and finally `unauthorized`.  The client must survive all of it under the
+ * sanitizers, report it, and apply what was valid.
+ */
+
+static void
+sha1(const unsigned char *msg, size_t len, unsigned char out[20])
+{
+	uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+	size_t total = ((len + 8) / 64 + 1) * 64, i, j;
+	unsigned char *m = calloc(1, total);
+
+	memcpy(m, msg, len);
+	m[len] = 0x80;
+	for (i = 0; i < 8; i++)
+		m[total - 1 - i] = (unsigned char) ((uint64_t) len * 8 >> (8 * i));
+	for (i = 0; i < total; i += 64) {
+		uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f, k, t;
+
+		for (j = 0; j < 16; j++)
+			w[j] = (uint32_t) m[i + 4 * j] << 24 | (uint32_t) m[i + 4 * j + 1] << 16 |
+			       (uint32_t) m[i + 4 * j + 2] << 8 | m[i + 4 * j + 3];
+		for (j = 16; j < 80; j++) {
+			t = w[j - 3] ^ w[j - 8] ^ w[j - 14] ^ w[j - 16];
+			w[j] = t << 1 | t >> 31;
+		}
+		for (j = 0; j < 80; j++) {
+			if (j < 20)
+				f = (b & c) | (~b & d), k = 0x5A827999;
+			else if (j < 40)
+				f = b ^ c ^ d, k = 0x6ED9EBA1;
+			else if (j < 60)
+				f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+			else
+				f = b ^ c ^ d, k = 0xCA62C1D6;
+			t = (a << 5 | a >> 27) + f + e + k + w[j];
+			e = d, d = c, c = b << 30 | b >> 2, b = a, a = t;
+		}
+		h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+	}
+	free(m);
+	for (i = 0; i < 20; i++)
+		out[i] = (unsigned char) (h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+static void
+base64(const unsigned char *in, size_t len, char *out)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i;
+
+	for (i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t) in[i] << 16 | (i + 1 < len ? (uint32_t) in[i + 1] << 8 : 0) |
+		             (i + 2 < len ? in[i + 2] : 0);
+
+		*out++ = tab[v >> 18 & 63];
+		*out++ = tab[v >> 12 & 63];
+		*out++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		*out++ = i + 2 < len ? tab[v & 63] : '=';
+	}
+	*out = '\0';
+}
+
+static bool
+send_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return false;
+		c += w;
+		n -= (size_t) w;
+	}
+	return true;
+}
+
+/* Sends one frame header (server frames are unmasked). */
+static bool
+send_header(int fd, bool fin, int opcode, uint64_t len)
+{
+	unsigned char h[10];
+	size_t n = 2;
+	int i;
+
+	h[0] = (unsigned char) ((fin ? 0x80 : 0) | opcode);
+	if (len < 126) {
+		h[1] = (unsigned char) len;
+	} else if (len < 65536) {
+		h[1] = 126;
+		h[2] = (unsigned char) (len >> 8);
+		h[3] = (unsigned char) len;
+		n = 4;
+	} else {
+		h[1] = 127;
+		for (i = 0; i < 8; i++)
+			h[2 + i] = (unsigned char) (len >> (56 - 8 * i));
+		n = 10;
+	}
+	return send_all(fd, h, n);
+}
+
+static bool
+send_frame(int fd, const char *text)
+{
+	return send_header(fd, true, 1, strlen(text)) && send_all(fd, text, strlen(text));
+}
+
+/* Accepts one connection (10 s at most) and answers its upgrade; -1 on failure. */
+static int
+accept_ws(int lfd)
+{
+	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+	struct timeval tv = {.tv_sec = 5};
+	char req[4096], accept_key[64], *k, *e;
+	unsigned char digest[20];
+	char reply[512], keybuf[128];
+	size_t got = 0;
+	int fd;
+
+	if (poll(&pfd, 1, 10000) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(req) - 1) {
+		ssize_t r = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+
+		if (r <= 0)
+			break;
+		got += (size_t) r;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	req[got] = '\0';
+	if ((k = strcasestr(req, "Sec-WebSocket-Key:")) == NULL) {
+		close(fd);
+		return -1;
+	}
+	k += strlen("Sec-WebSocket-Key:");
+	while (*k == ' ')
+		k++;
+	e = strstr(k, "\r\n");
+	snprintf(keybuf, sizeof(keybuf), "%.*s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", (int) (e ? e - k : 0), k);
+	sha1((const unsigned char *) keybuf, strlen(keybuf), digest);
+	base64(digest, 20, accept_key);
+	snprintf(reply, sizeof(reply),
+	         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	         "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: synclog.v1\r\n\r\n",
+	         accept_key);
+	if (!send_all(fd, reply, strlen(reply))) {
+		close(fd);
+		return -1;
+	}
+	(void) recv(fd, req, sizeof(req), 0); /* the hello */
+	return fd;
+}
+
+#define HOSTILE_WELCOME                                                                            \
+	"{\"type\":\"welcome\",\"cursor\":0,\"hlc\":\"0000000000000001\",\"groups\":[\"t1\"],"          \
+	"\"tables\":{\"notes\":{\"pk\":\"id\",\"group\":\"team\",\"columns\":{\"id\":\"text\","     \
+	"\"team\":\"text\",\"title\":\"text\",\"est\":\"numeric\"}}}}"
+
+struct hostile {
+	int lfd;
+	atomic_int stage; /* the connection being served, 1.. */
+	atomic_int done;
+};
+
+static void *
+hostile_server(void *arg)
+{
+	struct hostile *h = arg;
+	static const char *const part[3] = {
+		"{\"type\":\"changes\",\"changes\":[{\"seq\":1,\"op_id\":\"00000000-0000-4000-8000-000000000001\","
+		"\"client_id\":\"server\",\"table\":\"notes\",",
+		"\"row\":\"frag-1\",\"kind\":\"upsert\",\"group\":\"t1\",\"fields\":{\"team\":\"t1\",\"title\":"
+		"\"frag\\u0020mented\",",
+		"\"est\":0.1},\"hlc\":\"0000000000000002\"}],\"cursor\":1}",
+	};
+	char *big;
+	size_t i;
+	int fd;
+
+	for (h->stage = 1; h->stage <= 6; h->stage++) {
+		if ((fd = accept_ws(h->lfd)) < 0)
+			break;
+		switch (h->stage) {
+		case 1: /* not JSON */
+			send_frame(fd, "this is not json {");
+			break;
+		case 2: /* JSON, not an object; then garbage types */
+			send_frame(fd, "[1,2,3]");
+			break;
+		case 3: /* a welcome with wrong types, unknown frames, a bad changes frame */
+			send_frame(fd, "{\"type\":\"welcome\",\"cursor\":\"x\",\"tables\":5,\"groups\":7}");
+			send_frame(fd, "{\"type\":\"no such type\",\"x\":[]}");
+			send_frame(fd, "{\"no\":\"type\"}");
+			send_frame(fd, "{\"type\":\"pong\",\"hlc\":\"0000000000000001\"}");
+			send_frame(fd, "{\"type\":\"ack\",\"acked\":\"nope\"}");
+			send_frame(fd, "{\"type\":\"changes\",\"changes\":\"x\",\"cursor\":-1}");
+			break;
+		case 4: /* a valid welcome, then a changes frame in three fragments */
+			send_frame(fd, HOSTILE_WELCOME);
+			send_header(fd, false, 1, strlen(part[0]));
+			send_all(fd, part[0], strlen(part[0]));
+			send_header(fd, false, 0, strlen(part[1]));
+			send_all(fd, part[1], strlen(part[1]));
+			send_header(fd, true, 0, strlen(part[2]));
+			send_all(fd, part[2], strlen(part[2]));
+			usleep(300000);
+			break;
+		case 5: /* a message past 64 MiB, in 1 MiB fragments */
+			send_frame(fd, HOSTILE_WELCOME);
+			big = malloc(1 << 20);
+			memset(big, ' ', 1 << 20);
+			for (i = 0; i < 70; i++)
+				if (!send_header(fd, false, i == 0 ? 1 : 0, 1 << 20) || !send_all(fd, big, 1 << 20))
+					break;
+			free(big);
+			break;
+		case 6: /* unauthorized */
+			send_frame(fd, "{\"type\":\"error\",\"code\":\"unauthorized\",\"message\":\"go away\"}");
+			usleep(200000);
+			break;
+		}
+		shutdown(fd, SHUT_RDWR);
+		close(fd);
+	}
+	h->done = 1;
+	return NULL;
+}
+
+static void
+step_hostile(const char *file)
+{
+	struct hostile h = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl_len = sizeof(sa);
+	char url[64];
+	pthread_t th;
+	rec r;
+	synclog *sl;
+	int64_t t0;
+	int rc = SYNCLOG_OK, i, frag = -1;
+
+	if (h.lfd < 0 || bind(h.lfd, (struct sockaddr *) &sa, sizeof(sa)) != 0 || listen(h.lfd, 8) != 0 ||
+	    getsockname(h.lfd, (struct sockaddr *) &sa, &sl_len) != 0)
+		die("listen on loopback", NULL);
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/", ntohs(sa.sin_port));
+	if (pthread_create(&th, NULL, hostile_server, &h) != 0)
+		die("pthread_create", NULL);
+	sl = open_client(file, url, "slt_whatever", &r, groups_t1, 1);
+	t0 = now_ms();
+	while (now_ms() - t0 < 60000 && (rc = synclog_run(sl, 100)) == SYNCLOG_OK)
+		;
+	pthread_join(th, NULL);
+	close(h.lfd);
+	printf("  %d DISCONNECTED, %d ERROR events, last error \"%s\"; run: %s\n", (int) r.n_disconnected,
+	       (int) r.n_error, r.last_error, synclog_errmsg(sl));
+	check(h.done && h.stage == 7, "hostile server: the client came back after each bad connection",
+	      "stopped at stage %d", (int) h.stage);
+	check(rc == SYNCLOG_EAUTH && strstr(synclog_errmsg(sl), "go away") != NULL,
+	      "hostile server: unauthorized ends run with SYNCLOG_EAUTH and the server's message", "rc %d: %s",
+	      rc, synclog_errmsg(sl));
+	check(r.n_error >= 4, "hostile server: frames that are not JSON objects or malformed are ERROR events",
+	      "%d ERROR events", (int) r.n_error);
+	for (i = 0; i < r.n_changes && i < MAX_SEEN; i++)
+		if (strcmp(r.changes[i].row, "frag-1") == 0)
+			frag = i;
+	check(frag >= 0 && strcmp(r.changes[frag].fields,
+	                          "{\"team\":\"t1\",\"title\":\"frag\\u0020mented\",\"est\":0.1}") == 0,
+	      "hostile server: a fragmented changes frame is reassembled; on_change gets the fields verbatim",
+	      "%d changes; fields %s", r.n_changes, frag >= 0 ? r.changes[frag].fields : "-");
+	check(r.n_disconnected >= 6, "hostile server: each bad connection ends in DISCONNECTED",
+	      "%d DISCONNECTED", (int) r.n_disconnected);
+	check(r.saw_cap, "hostile server: a message past 64 MiB drops the connection, saying so",
+	      "no DISCONNECTED names the cap");
+	synclog_close(sl);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -713,6 +1011,8 @@ main(int argc, char **argv)
 		step_thread(argv[2], argv[3], argv[4]);
 	else if (strcmp(cmd, "resend") == 0 && argc == 7)
 		step_resend(argv[2], argv[3], argv[4], atoi(argv[5]), (pid_t) atoi(argv[6]));
+	else if (strcmp(cmd, "hostile") == 0 && argc == 3)
+		step_hostile(argv[2]);
 	else if (strcmp(cmd, "lost") == 0 && argc == 6)
 		step_lost(argv[2], argv[3], argv[4], (pid_t) atoi(argv[5]));
 	else {

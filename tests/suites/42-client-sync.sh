@@ -31,6 +31,11 @@
 #     gateway once some are acked, this script restarts it on the same port;
 #     the client reconnects by itself; here: synclog.ops holds each op once
 #     and the table every row;
+#   - hostile: a scripted WebSocket server inside test_sync sends frames that
+#     are not JSON, not objects, with wrong field types, a changes frame in
+#     three fragments (its fields reach on_change verbatim), a 70 MiB message
+#     (past the client's 64 MiB cap) and unauthorized; the client reports each
+#     and reconnects, and run ends with SYNCLOG_EAUTH;
 #   - lost: the gateway SIGKILLed during a sync → SYNCLOG_ENET.
 # It adds one FAIL line when a build or the setup fails, when a step dies
 # without saying why (a sanitizer abort), or when anything on a stderr looks
@@ -195,6 +200,7 @@ fi
 step badtoken "$tmp/c.db" "$url"
 step live "$fa" "$fb" "$url" "$tok_a" "$tok_b"
 step thread "$fa" "$url" "$tok_a"
+step hostile "$tmp/h.db"
 
 # resend: test_sync SIGKILLs the gateway mid-push; restart it on the same port
 n=300
