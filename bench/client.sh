@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/client.sh: the client store's benchmarks of `make bench` (issue 5),
 # run by bench/run.sh after the extension's and the gateway's figures, or
-# alone.  Needs no database server.
+# alone.  Needs no database server of its own (the catch-up figure,
+# bench/catchup.sh, starts a cluster and a gateway itself).
 #
 # Builds build/bench/clientbench (bench/Makefile: bench/clientbench.c linked
 # with the store's sources, -O2, no sanitizers), copies it to
@@ -22,8 +23,12 @@
 #      sl_store_apply_changes: changes/s.  Baseline: the same rows by one
 #      prepared INSERT OR REPLACE each, 1000 per transaction.  Target:
 #      >= 100,000 changes/s and >= 0.3x baseline.
-#   3. (hook, not measured yet) catch-up through the gateway: see
-#      catchup_figures below.
+#   3. Catch-up through the gateway: bench/catchup.sh (its own cluster,
+#      gateway and synclog-cli; see its header): a client 100,000 changes
+#      behind (20,000 under BENCH_QUICK=1) syncs once, wall clock, seconds and
+#      changes/s, median of 3 trials.  Baseline: one psql session reading the
+#      same changes with synclog.changes() in pages of 1000 (the database
+#      side alone).  No target.
 #
 # Output: progress lines, and the figures as rows (bench/report.sh) in
 # $CLIENT_ROWS_OUT when set (bench/run.sh sets it and prints them with its
@@ -39,6 +44,9 @@
 #   BENCH_CLIENT_TRIALS, BENCH_CLIENT_WRITES, BENCH_CLIENT_FRAMES   override those
 #   BENCH_CLIENT_DIR   where the SQLite files are written (a directory on the
 #                      file system to measure; its bench files are replaced)
+#   BENCH_CATCHUP=0    skip the catch-up figure (it is the only part that needs
+#                      PostgreSQL and the gateway); BENCH_CATCHUP_CHANGES,
+#                      BENCH_CATCHUP_TRIALS: see bench/catchup.sh
 
 set -euo pipefail
 
@@ -110,14 +118,27 @@ add_row client_apply_changes_per_s "client apply, frames of $BATCH" "${MED[apply
 	"$(awk -v v="${MED[apply_changes_per_s]}" -v r="$ra" 'BEGIN {print (v >= 100000 && r >= 0.3) ? "true" : "false"}')" \
 	"${MIN[apply_changes_per_s]}" "${MAX[apply_changes_per_s]}" "$TRIALS" "rows/s"
 
-# catchup_figures: HOOK for the catch-up through the gateway (a client
-# reconnecting with a cursor N changes behind: time from hello to caught up,
-# beside applying the same frames locally).  It needs the network side of
-# the library (client/net.c) and a gateway with a cluster, as
-# bench/gateway.sh starts them; whoever adds it measures here and calls
-# add_row with names starting client_catchup_.  Until then it adds nothing.
+# catchup_figures: the catch-up through the gateway (bench/catchup.sh: a
+# cluster, a gateway and synclog-cli of its own; a client CHANGES changes
+# behind, timed end to end, beside psql reading the same changes in pages).
+# Its rows (names client_catchup_...) join these; when it fails the figures
+# above are still reported, its failure is noted and the exit status is 1.
+# BENCH_CATCHUP=0 skips it (then no server is needed).
+CATCHUP_STATUS=0 CATCHUP_NOTE=""
 catchup_figures() {
-	:
+	local rows_file=$OUT/catchup-rows.txt row
+	[[ ${BENCH_CATCHUP:-1} != 0 ]] || return 0
+	rm -f "$rows_file" "$rows_file.note"
+	echo
+	CATCHUP_ROWS_OUT=$rows_file "$BENCH_DIR/catchup.sh" || CATCHUP_STATUS=$?
+	if ((CATCHUP_STATUS != 0)); then
+		echo "bench/client.sh: the catch-up benchmark failed (status $CATCHUP_STATUS; see above); no catch-up figure" >&2
+		CATCHUP_NOTE="the catch-up benchmark FAILED"
+		return 0
+	fi
+	[[ -f $rows_file ]] || { CATCHUP_STATUS=1 CATCHUP_NOTE="the catch-up benchmark wrote no rows"; return 0; }
+	while IFS= read -r row; do ROWS+=("$row"); done <"$rows_file"
+	[[ ! -f $rows_file.note ]] || CATCHUP_NOTE=$(cat "$rows_file.note")
 }
 catchup_figures
 
@@ -125,6 +146,7 @@ NOTE="client rows: median of $TRIALS trials [min-max]; baselines (bare SQLite, s
 NOTE+=" one-row INSERT transaction p50 [$(fmt_num "${MIN[bare_put_p50_us]}")-$(fmt_num "${MAX[bare_put_p50_us]}")] us,"
 NOTE+=" p99 [$(fmt_num "${MIN[bare_put_p99_us]}")-$(fmt_num "${MAX[bare_put_p99_us]}")] us;"
 NOTE+=" $BATCH-row INSERT transactions [$(fmt_num "${MIN[bare_apply_rows_per_s]}")-$(fmt_num "${MAX[bare_apply_rows_per_s]}")] rows/s"
+[[ -z $CATCHUP_NOTE ]] || NOTE+="; $CATCHUP_NOTE"
 if [[ -n ${CLIENT_ROWS_OUT:-} ]]; then
 	printf '%s\n' "${ROWS[@]}" >"$CLIENT_ROWS_OUT"
 	echo "$NOTE" >"$CLIENT_ROWS_OUT.note"
@@ -135,3 +157,4 @@ else
 	echo "wrote $OUT/results.json"
 fi
 echo "client benchmarks: $(($(date +%s) - T_START)) s"
+((CATCHUP_STATUS == 0)) || exit 1

@@ -38,10 +38,13 @@
 #      pg_stat_statements): fan-out latency against a bare libwebsockets
 #      broadcast, queries per notification, memory per idle connection, push
 #      throughput against pgbench.  Its rows join the table and results.json.
-#   6. The client store (issue 5): bench/client.sh, no server needed: local
-#      write latency against a bare SQLite INSERT transaction, and incoming
-#      changes applied per second against batched INSERTs.  Its rows join
-#      the table and results.json too.
+#   6. The client store (issue 5): bench/client.sh: local write latency
+#      against a bare SQLite INSERT transaction, and incoming changes applied
+#      per second against batched INSERTs (no server needed); then the
+#      catch-up of a client 100,000 changes behind through the gateway,
+#      synclog-cli sync timed end to end, against psql reading the same
+#      changes in pages (bench/catchup.sh: a cluster and a gateway of its
+#      own).  Its rows join the table and results.json too.
 #
 # Output: a table on stdout and bench/results.json (a JSON list of objects
 # with keys name, value, unit, baseline, ratio, target, met, plus min, max and
@@ -60,6 +63,7 @@
 #   BENCH_GATEWAY=0   skip the gateway's figures (bench/gateway.sh lists its own
 #                     durations, quick and full)
 #   BENCH_CLIENT=0    skip the client store's figures (bench/client.sh)
+#   BENCH_CATCHUP=0   skip the catch-up figure of the client part (bench/catchup.sh)
 #   PG_CONFIG / PG_BINDIR   where PostgreSQL's binaries are
 #   TMPDIR (or CLUSTER_TMPDIR)   where the cluster's directory is made (/tmp)
 #
@@ -431,7 +435,8 @@ fi
 
 # --- the client store (bench/client.sh) ----------------------------------------------
 #
-# No server: SQLite files on the repository's file system.  Its rows join the
+# SQLite files on the repository's file system, and the catch-up figure with
+# a cluster and a gateway of its own (bench/catchup.sh).  Its rows join the
 # table below; when it fails the other figures are still reported and the
 # exit status is 1.
 
