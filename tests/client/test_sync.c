@@ -84,6 +84,8 @@ typedef struct rec {
 	atomic_int n_connected, n_disconnected, n_snapshot, n_error, n_changes, n_rejects;
 	char last_disconnect[512];
 	bool saw_cap;              /* a DISCONNECTED naming the 64 MiB cap */
+	bool saw_timeout;          /* a DISCONNECTED naming the connect timeout */
+	int64_t first_disconnect_ms;
 	char last_error[512];
 	struct {
 		char row[64], fields[512], client_id[64], json[1024];
@@ -107,6 +109,10 @@ on_event(void *ctx, synclog_event ev, const char *detail)
 		snprintf(r->last_disconnect, sizeof(r->last_disconnect), "%s", detail);
 		if (strstr(detail, "64 MiB") != NULL)
 			r->saw_cap = true;
+		if (strstr(detail, "no welcome within 1000 ms") != NULL)
+			r->saw_timeout = true;
+		if (r->first_disconnect_ms == 0)
+			r->first_disconnect_ms = now_ms();
 		r->n_disconnected++;
 		break;
 	case SYNCLOG_EV_SNAPSHOT:
@@ -890,6 +896,18 @@ hostile_server(void *arg)
 	size_t i;
 	int fd;
 
+	/* stage 0: a server that accepts and never answers the upgrade */
+	struct pollfd pfd = {.fd = h->lfd, .events = POLLIN};
+	char sink[4096];
+
+	if (poll(&pfd, 1, 10000) == 1 && (fd = accept(h->lfd, NULL, NULL)) >= 0) {
+		struct timeval tv = {.tv_sec = 10};
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		while (recv(fd, sink, sizeof(sink), 0) > 0)
+			; /* until the client gives up */
+		close(fd);
+	}
 	for (h->stage = 1; h->stage <= 6; h->stage++) {
 		if ((fd = accept_ws(h->lfd)) < 0)
 			break;
@@ -959,6 +977,13 @@ step_hostile(const char *file)
 	if (pthread_create(&th, NULL, hostile_server, &h) != 0)
 		die("pthread_create", NULL);
 	sl = open_client(file, url, "slt_whatever", &r, groups_t1, 1);
+	{
+		synclog_config cfg = {.url = url, .token = "slt_whatever", .groups = groups_t1, .n_groups = 1,
+		                      .connect_timeout_ms = 1000, .backoff_min_ms = 50, .backoff_max_ms = 200};
+
+		if (synclog_connect(sl, &cfg) != SYNCLOG_OK)
+			die("synclog_connect", sl);
+	}
 	t0 = now_ms();
 	while (now_ms() - t0 < 60000 && (rc = synclog_run(sl, 100)) == SYNCLOG_OK)
 		;
@@ -980,7 +1005,11 @@ step_hostile(const char *file)
 	                          "{\"team\":\"t1\",\"title\":\"frag\\u0020mented\",\"est\":0.1}") == 0,
 	      "hostile server: a fragmented changes frame is reassembled; on_change gets the fields verbatim",
 	      "%d changes; fields %s", r.n_changes, frag >= 0 ? r.changes[frag].fields : "-");
-	check(r.n_disconnected >= 6, "hostile server: each bad connection ends in DISCONNECTED",
+	check(r.saw_timeout && r.first_disconnect_ms - t0 >= 900 && r.first_disconnect_ms - t0 < 2500,
+	      "hostile server: an upgrade never answered times out after connect_timeout_ms",
+	      "timeout seen %d, first DISCONNECTED after %lld ms", r.saw_timeout,
+	      (long long) (r.first_disconnect_ms - t0));
+	check(r.n_disconnected >= 7, "hostile server: each bad connection ends in DISCONNECTED",
 	      "%d DISCONNECTED", (int) r.n_disconnected);
 	check(r.saw_cap, "hostile server: a message past 64 MiB drops the connection, saying so",
 	      "no DISCONNECTED names the cap");
