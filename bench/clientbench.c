@@ -15,7 +15,7 @@
  *           one prepared INSERT OR REPLACE per row, B rows per transaction.
  *
  * Built by bench/Makefile with -O2 and no sanitizers, from the store's
- * sources (client/store.c, outbox.c, rebase.c, merge.c, hlc.c), so no
+ * sources (client/store.c, outbox.c, rebase.c, jscan.c, merge.c, hlc.c), so no
  * network library is needed.
  *
  * Usage: clientbench DIR WRITES FRAMES [BATCH]

@@ -233,7 +233,9 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	pk = def ? json_string_value(json_object_get(def, "pk")) : "id";
 	cols = def ? json_object_get(def, "columns") : NULL;
 	if (!is_delete) {
-		fields = json_loads(fields_json ? fields_json : "", 0, NULL);
+		/* The scanner reads the common shape; jansson judges the rest. */
+		if ((fields = sls_scan_fields(fields_json)) == NULL)
+			fields = json_loads(fields_json ? fields_json : "", 0, NULL);
 		if (!json_is_object(fields)) {
 			json_decref(fields);
 			return sls_seterr(s, SL_EINVAL, "fields are not a JSON object");

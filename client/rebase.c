@@ -550,12 +550,44 @@ frame_row_free(void *v)
 	free(fr);
 }
 
+/*
+ * Reads a changes frame with jansson, when jscan.c declined it: f's strings
+ * are borrowed from f->json.  SL_OK, SL_EINVAL (malformed), SL_ENOMEM; f is
+ * freed by the caller either way.
+ */
+static int
+frame_from_json(sl_store *s, const char *frame_json, sls_frame *f)
+{
+	json_t *changes, *j_cursor, *c;
+	size_t i;
+
+	memset(f, 0, sizeof(*f));
+	f->json = json_loads(frame_json ? frame_json : "", 0, NULL);
+	changes = json_object_get(f->json, "changes");
+	j_cursor = json_object_get(f->json, "cursor");
+	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0)
+		return sls_seterr(s, SL_EINVAL, "malformed changes frame");
+	f->cursor = (uint64_t) json_integer_value(j_cursor);
+	if ((f->v = calloc(json_array_size(changes) + 1, sizeof(*f->v))) == NULL)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	f->cap = json_array_size(changes) + 1;
+	json_array_foreach(changes, i, c) {
+		sls_change *ch = &f->v[f->n];
+		const json_t *fields = json_object_get(c, "fields");
+
+		if (!change_ok(c, &ch->seq, &ch->table, &ch->row, &ch->is_delete, &ch->hlc, &ch->client_id,
+		               &ch->op_id))
+			return sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
+		ch->fields = json_is_object(fields) ? json_incref((json_t *) fields) : NULL;
+		f->n++;
+	}
+	return SL_OK;
+}
+
 int
 sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
-	json_t *frame = json_loads(frame_json ? frame_json : "", 0, NULL);
-	json_t *changes = json_object_get(frame, "changes"), *j_cursor = json_object_get(frame, "cursor");
-	json_t *c;
+	sls_frame f;
 	sls_hmap rows = {0};         /* table NUL row -> frame_row* (owned) */
 	frame_row **order = NULL;    /* the same rows, in the order first touched */
 	size_t n_rows = 0, i;
@@ -563,46 +595,42 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	saved sv;
 	int rc;
 
-	if (!json_is_array(changes) || !json_is_integer(j_cursor) || json_integer_value(j_cursor) < 0) {
-		json_decref(frame);
-		return sls_seterr(s, SL_EINVAL, "malformed changes frame");
+	/* The scanner reads the common shape; jansson reads (and judges) the rest. */
+	if (!sls_scan_changes(frame_json, &f) && (rc = frame_from_json(s, frame_json, &f)) != SL_OK) {
+		sls_frame_free(&f);
+		return rc;
 	}
-	if ((order = malloc((json_array_size(changes) + 1) * sizeof(*order))) == NULL) {
-		json_decref(frame);
+	if ((order = malloc((f.n + 1) * sizeof(*order))) == NULL) {
+		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
-		json_decref(frame);
+		sls_frame_free(&f);
 		free(order);
 		return rc;
 	}
 	last = s->cursor;
-	json_array_foreach(changes, i, c) {
-		const char *table, *row, *hlc, *cid, *op_id;
-		bool is_delete;
-		uint64_t seq, hash;
+	for (i = 0; i < f.n; i++) {
+		const sls_change *c = &f.v[i];
+		uint64_t hash;
 		char stack[256], *key;
 		size_t lt, lr, klen;
 		frame_row *fr;
 
-		if (!change_ok(c, &seq, &table, &row, &is_delete, &hlc, &cid, &op_id)) {
-			rc = sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
-			goto done;
-		}
-		if (seq <= last)
+		if (c->seq <= last)
 			continue; /* already applied */
-		last = seq;
-		sls_observe_text(s, hlc);
-		lt = strlen(table);
-		lr = strlen(row);
+		last = c->seq;
+		sls_observe_text(s, c->hlc);
+		lt = strlen(c->table);
+		lr = strlen(c->row);
 		klen = lt + 1 + lr;
 		key = klen <= sizeof(stack) ? stack : malloc(klen);
 		if (key == NULL) {
 			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 			goto done;
 		}
-		memcpy(key, table, lt + 1);
-		memcpy(key + lt + 1, row, lr);
+		memcpy(key, c->table, lt + 1);
+		memcpy(key + lt + 1, c->row, lr);
 		hash = sls_hash(key, klen);
 		if ((fr = sls_hmap_get(&rows, key, klen, hash)) == NULL) {
 			if ((fr = calloc(1, sizeof(*fr))) == NULL ||
@@ -610,19 +638,19 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 				free(fr);
 				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 			} else {
-				fr->table = table;
-				fr->row = row;
+				fr->table = c->table;
+				fr->row = c->row;
 				order[n_rows++] = fr;
-				rc = confirmed_load(s, table, row, &fr->conf);
+				rc = confirmed_load(s, c->table, c->row, &fr->conf);
 			}
 		}
 		if (key != stack)
 			free(key);
 		if (rc == SL_OK &&
-		    (rc = apply_decided(&fr->conf, is_delete, json_object_get(c, "fields"), hlc, cid)) == SL_ENOMEM)
+		    (rc = apply_decided(&fr->conf, c->is_delete, c->fields, c->hlc, c->client_id)) == SL_ENOMEM)
 			sls_seterr(s, rc, "out of memory");
-		if (rc == SL_OK && op_id != NULL)
-			rc = sls_outbox_remove(s, op_id);
+		if (rc == SL_OK && c->op_id != NULL)
+			rc = sls_outbox_remove(s, c->op_id);
 		if (rc != SL_OK)
 			goto done;
 	}
@@ -632,8 +660,8 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		    (rc = recompute_with(s, order[i]->table, order[i]->row, &order[i]->conf)) != SL_OK)
 			goto done;
 	}
-	if ((uint64_t) json_integer_value(j_cursor) > last)
-		last = (uint64_t) json_integer_value(j_cursor);
+	if (f.cursor > last)
+		last = f.cursor;
 	s->cursor = last;
 	if ((rc = sls_meta_set_u64(s, "cursor", last)) != SL_OK ||
 	    (rc = sls_save_outbox_seq(s)) != SL_OK)
@@ -643,7 +671,7 @@ done:
 	sls_hmap_free(&rows, frame_row_free);
 	free(order);
 	rc = sls_tx_end(s, &sv, rc);
-	json_decref(frame);
+	sls_frame_free(&f);
 	return rc;
 }
 

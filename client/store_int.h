@@ -6,6 +6,8 @@
  * store.c: opening, metadata, transactions, SQLite and string helpers, the
  * app's tables.  outbox.c: local writes, acks, the pending list.  rebase.c:
  * confirmed state and visible rows, incoming changes and snapshots.
+ * jscan.c: the fast JSON scanner for fields objects and `changes` frames,
+ * which declines what it does not read (then jansson parses the text).
  *
  * Every write a public function makes runs between sls_tx_begin and
  * sls_tx_end; statements come from sls_prep and go back through sls_release.
@@ -105,6 +107,32 @@ typedef struct sbuf {
 	size_t len, cap;
 	bool oom;
 } sbuf;
+
+/*
+ * One change of a `changes` frame, checked (seq >= 0, kind, hlc, client_id
+ * as PROTOCOL.md says).  Strings are borrowed from the sls_frame.
+ */
+typedef struct sls_change {
+	uint64_t seq;
+	const char *table, *row, *hlc, *client_id;
+	const char *op_id; /* NULL for none */
+	bool is_delete;
+	json_t *fields;    /* a new reference to the fields object, or NULL for none */
+} sls_change;
+
+/* A `changes` frame, read by jscan.c or by jansson (rebase.c). */
+typedef struct sls_frame {
+	char *text;      /* owned; jscan.c's unescaped copy of the text, or NULL */
+	json_t *json;    /* owned; jansson's tree of the text, or NULL */
+	sls_change *v;   /* owned; the changes in frame order */
+	size_t n, cap;
+	uint64_t cursor;
+} sls_frame;
+
+/* jscan.c */
+json_t *sls_scan_fields(const char *text);
+bool sls_scan_changes(const char *text, sls_frame *f);
+void sls_frame_free(sls_frame *f);
 
 /* store.c */
 int sls_seterr(sl_store *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

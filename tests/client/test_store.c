@@ -13,7 +13,9 @@
  * change; rejection (op dropped, row rolled back); snapshot replacement with
  * pending ops rebased on top; hostile identifiers; provisional tables
  * (before any welcome) and their rebuild by a welcome; malformed frames
- * change nothing; kill safety (a child process writing and confirming ops is
+ * change nothing; the JSON scanner (client/jscan.c) against jansson, case by
+ * case (malformed, truncated, nested, escaped, non-ASCII, bad UTF-8) and on
+ * random mutants, never disagreeing with it; kill safety (a child process writing and confirming ops is
  * SIGKILLed at random moments; every write it was told succeeded is found
  * after reopening, in the outbox or confirmed, never both).
  */
@@ -33,6 +35,7 @@
 #include "hlc.h"
 #include "merge.h"
 #include "store.h"
+#include "store_int.h"
 
 static int n_pass, n_fail;
 static char dir[256], path[300];
@@ -1040,6 +1043,384 @@ test_migrate(void)
 	sl_store_close(st);
 }
 
+/* ---------------------------------------------------------------- the JSON scanner (jscan.c) */
+
+/*
+ * jscan.c is a fast path that must never disagree with jansson: what it
+ * accepts, jansson accepts with the same values (same types, same member
+ * order); what it declines, jansson judges.  Each text below is copied into a
+ * buffer of exactly its size, so that ASan sees any read past the NUL.
+ */
+typedef enum { ACCEPT, DECLINE } scan_want;
+
+typedef struct scan_case {
+	const char *name;
+	const char *text;
+	scan_want want;
+	enum { MALFORMED, VALID, APPLIES } jansson; /* json_loads refuses it, accepts it; a frame the store applies */
+} scan_case;
+
+static const scan_case fields_cases[] = {
+	{"plain", "{\"team\":\"t1\",\"title\":\"x\",\"prio\":3}", ACCEPT, VALID},
+	{"empty object", "{}", ACCEPT, VALID},
+	{"whitespace everywhere", " \t\r\n{ \"a\" : 1 ,\n\"b\"\t:\"x\" } \n", ACCEPT, VALID},
+	{"true false null", "{\"a\":true,\"b\":false,\"c\":null}", ACCEPT, VALID},
+	{"integers", "{\"a\":0,\"b\":-0,\"c\":-12,\"d\":999999999999999999,\"e\":-999999999999999999}", ACCEPT, VALID},
+	{"reals", "{\"a\":1.5,\"b\":-0.25,\"c\":1e3,\"d\":2E-2,\"e\":0.0,\"f\":1.0e+2,\"g\":1e-400}", ACCEPT, VALID},
+	{"simple escapes", "{\"a\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\"}", ACCEPT, VALID},
+	{"escaped key", "{\"t\\u0069tle\":\"x\"}", ACCEPT, VALID},
+	{"\\u escapes", "{\"a\":\"\\u00e9\\u20AC\\u0041\"}", ACCEPT, VALID},
+	{"surrogate pair", "{\"a\":\"\\ud83d\\ude00\"}", ACCEPT, VALID},
+	{"non-ASCII UTF-8", "{\"t\xc3\xaftre\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"}", ACCEPT, VALID},
+	{"duplicate keys, last wins", "{\"a\":1,\"b\":2,\"a\":3}", ACCEPT, VALID},
+	{"empty key and value", "{\"\":\"\"}", ACCEPT, VALID},
+	/* valid, but not the scanner's shape: jansson reads them */
+	{"nested object", "{\"meta\":{\"a\":1}}", DECLINE, VALID},
+	{"nested array", "{\"meta\":[1,2]}", DECLINE, VALID},
+	{"deep nesting", "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", DECLINE, VALID},
+	{"19-digit integer", "{\"a\":1234567890123456789}", DECLINE, VALID},
+	{"top-level array", "[1]", DECLINE, VALID},
+	/* malformed: declined, and jansson refuses them */
+	{"empty text", "", DECLINE, MALFORMED},
+	{"only spaces", "   ", DECLINE, MALFORMED},
+	{"truncated after brace", "{", DECLINE, MALFORMED},
+	{"truncated in key", "{\"ti", DECLINE, MALFORMED},
+	{"truncated after key", "{\"a\"", DECLINE, MALFORMED},
+	{"truncated after colon", "{\"a\":", DECLINE, MALFORMED},
+	{"truncated in string", "{\"a\":\"xy", DECLINE, MALFORMED},
+	{"truncated in escape", "{\"a\":\"x\\", DECLINE, MALFORMED},
+	{"truncated in \\u", "{\"a\":\"\\u00", DECLINE, MALFORMED},
+	{"truncated in literal", "{\"a\":tru", DECLINE, MALFORMED},
+	{"truncated in number", "{\"a\":-", DECLINE, MALFORMED},
+	{"truncated after value", "{\"a\":1", DECLINE, MALFORMED},
+	{"truncated after comma", "{\"a\":1,", DECLINE, MALFORMED},
+	{"trailing comma", "{\"a\":1,}", DECLINE, MALFORMED},
+	{"missing colon", "{\"a\" 1}", DECLINE, MALFORMED},
+	{"missing comma", "{\"a\":1 \"b\":2}", DECLINE, MALFORMED},
+	{"unquoted key", "{a:1}", DECLINE, MALFORMED},
+	{"single quotes", "{'a':1}", DECLINE, MALFORMED},
+	{"trailing garbage", "{\"a\":1} x", DECLINE, MALFORMED},
+	{"two objects", "{}{}", DECLINE, MALFORMED},
+	{"leading zero", "{\"a\":01}", DECLINE, MALFORMED},
+	{"bare dot", "{\"a\":1.}", DECLINE, MALFORMED},
+	{"dot first", "{\"a\":.5}", DECLINE, MALFORMED},
+	{"empty exponent", "{\"a\":1e}", DECLINE, MALFORMED},
+	{"plus sign", "{\"a\":+1}", DECLINE, MALFORMED},
+	{"hex number", "{\"a\":0x10}", DECLINE, MALFORMED},
+	{"NaN", "{\"a\":NaN}", DECLINE, MALFORMED},
+	{"real overflow", "{\"a\":1e400}", DECLINE, MALFORMED},
+	{"integer overflow", "{\"a\":99999999999999999999}", DECLINE, MALFORMED},
+	{"literal with suffix", "{\"a\":truex}", DECLINE, MALFORMED},
+	{"capitalised literal", "{\"a\":True}", DECLINE, MALFORMED},
+	{"control character in string", "{\"a\":\"x\ty\"}", DECLINE, MALFORMED},
+	{"newline in string", "{\"a\":\"x\ny\"}", DECLINE, MALFORMED},
+	{"bad escape", "{\"a\":\"\\x41\"}", DECLINE, MALFORMED},
+	{"\\u0000", "{\"a\":\"x\\u0000y\"}", DECLINE, MALFORMED},
+	{"bad hex in \\u", "{\"a\":\"\\u00g1\"}", DECLINE, MALFORMED},
+	{"lone high surrogate", "{\"a\":\"\\ud83dx\"}", DECLINE, MALFORMED},
+	{"high surrogate then non-low", "{\"a\":\"\\ud83d\\u0041\"}", DECLINE, MALFORMED},
+	{"lone low surrogate", "{\"a\":\"\\ude00\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: lone continuation", "{\"a\":\"\x80\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: overlong", "{\"a\":\"\xc0\xaf\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: overlong 3 bytes", "{\"a\":\"\xe0\x80\xaf\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: surrogate", "{\"a\":\"\xed\xa0\x80\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: above U+10FFFF", "{\"a\":\"\xf4\x90\x80\x80\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: truncated sequence", "{\"a\":\"\xe2\x82\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8: truncated at end", "{\"a\":\"\xe2", DECLINE, MALFORMED},
+	{"invalid UTF-8: 0xff", "{\"a\":\"\xff\"}", DECLINE, MALFORMED},
+	{"invalid UTF-8 in key", "{\"\xc3\":1}", DECLINE, MALFORMED},
+	{"non-ASCII outside strings", "{\"a\":1\xc2\xa0}", DECLINE, MALFORMED},
+	{"deep nesting, unclosed", "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", DECLINE, MALFORMED},
+};
+
+/* A copy of text in a buffer of exactly its size (for ASan). */
+static char *
+exact_copy(const char *text, size_t n)
+{
+	char *c = malloc(n + 1);
+
+	if (c == NULL)
+		exit(2);
+	memcpy(c, text, n);
+	c[n] = '\0';
+	return c;
+}
+
+/* Whether the scanner's object and jansson's agree: values, types and member order. */
+static bool
+same_object(const json_t *fast, const json_t *ref)
+{
+	char *a, *b;
+	bool same;
+
+	if (!json_is_object(ref) || !json_equal(fast, ref))
+		return false;
+	a = json_dumps(fast, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	b = json_dumps(ref, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	same = a && b && strcmp(a, b) == 0;
+	free(a);
+	free(b);
+	return same;
+}
+
+/*
+ * Checks the scanner on one fields text: when it accepts, jansson does with
+ * the same object.  Returns 1 when it accepted, 0 when it declined, -1 on
+ * disagreement.
+ */
+static int
+fields_agree(const char *text, size_t n)
+{
+	char *c = exact_copy(text, n);
+	json_t *fast = sls_scan_fields(c), *ref = json_loads(c, 0, NULL);
+	int r = fast == NULL ? 0 : same_object(fast, ref) ? 1 : -1;
+
+	json_decref(fast);
+	json_decref(ref);
+	free(c);
+	return r;
+}
+
+/* As fields_agree, for a changes frame: same changes as jansson's tree holds, same cursor. */
+static int
+frame_agree(const char *text, size_t n)
+{
+	char *c = exact_copy(text, n);
+	json_t *ref = json_loads(c, 0, NULL), *changes = json_object_get(ref, "changes");
+	sls_frame f;
+	int r = 1;
+
+	if (!sls_scan_changes(c, &f))
+		r = 0;
+	else if (!json_is_array(changes) || json_array_size(changes) != f.n ||
+	         !json_is_integer(json_object_get(ref, "cursor")) ||
+	         (uint64_t) json_integer_value(json_object_get(ref, "cursor")) != f.cursor)
+		r = -1;
+	else {
+		for (size_t i = 0; i < f.n && r == 1; i++) {
+			const json_t *ch = json_array_get(changes, i), *fl = json_object_get(ch, "fields");
+			const json_t *op = json_object_get(ch, "op_id");
+			const sls_change *v = &f.v[i];
+
+			if ((uint64_t) json_integer_value(json_object_get(ch, "seq")) != v->seq ||
+			    strcmp(json_string_value(json_object_get(ch, "table")), v->table) != 0 ||
+			    strcmp(json_string_value(json_object_get(ch, "row")), v->row) != 0 ||
+			    strcmp(json_string_value(json_object_get(ch, "hlc")), v->hlc) != 0 ||
+			    strcmp(json_string_value(json_object_get(ch, "client_id")), v->client_id) != 0 ||
+			    strcmp(json_string_value(json_object_get(ch, "kind")), v->is_delete ? "delete" : "upsert") != 0 ||
+			    (json_is_string(op) ? v->op_id == NULL || strcmp(json_string_value(op), v->op_id) != 0
+			                        : v->op_id != NULL) ||
+			    (json_is_object(fl) ? v->fields == NULL || !same_object(v->fields, fl) : v->fields != NULL))
+				r = -1;
+		}
+	}
+	if (r != 0)
+		sls_frame_free(&f);
+	json_decref(ref);
+	free(c);
+	return r;
+}
+
+#define HLC_A "0000018c00000000"
+
+static const scan_case frame_cases[] = {
+	{"one change", "{\"type\":\"changes\",\"changes\":[{\"seq\":1,\"op_id\":\"o1\",\"client_id\":\"c\",\"table\":\"issues\","
+	 "\"row\":\"r1\",\"group\":\"t1\",\"kind\":\"upsert\",\"fields\":{\"title\":\"x\"},\"hlc\":\"" HLC_A "\"}],\"cursor\":1}",
+	 ACCEPT, VALID},
+	{"no changes", "{\"changes\":[],\"cursor\":0}", ACCEPT, VALID},
+	{"members in any order, spaces",
+	 " { \"cursor\" : 7 , \"changes\" : [ { \"hlc\" : \"" HLC_A "\" , \"kind\" : \"delete\" , \"row\" : \"r\" ,"
+	 " \"table\" : \"issues\" , \"client_id\" : \"c\" , \"seq\" : 7 } ] } ", ACCEPT, VALID},
+	{"op_id null, fields null, group integer",
+	 "{\"changes\":[{\"seq\":1,\"op_id\":null,\"client_id\":\"c\",\"table\":\"issues\",\"row\":\"r\",\"group\":5,"
+	 "\"kind\":\"upsert\",\"fields\":null,\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", ACCEPT, VALID},
+	{"escaped and non-ASCII strings",
+	 "{\"changes\":[{\"seq\":1,\"client_id\":\"c\\u00e9\",\"table\":\"iss\\u0075es\",\"row\":\"r\\\"\xe2\x82\xac\","
+	 "\"kind\":\"upsert\",\"fields\":{\"title\":\"a\\nb\"},\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", ACCEPT, VALID},
+	{"unknown scalar members", "{\"x\":true,\"changes\":[{\"y\":1.5,\"seq\":1,\"client_id\":\"c\",\"table\":\"t\","
+	 "\"row\":\"r\",\"kind\":\"delete\",\"hlc\":\"" HLC_A "\"}],\"cursor\":1,\"z\":null}", ACCEPT, VALID},
+	/* valid JSON the scanner leaves to jansson */
+	{"nested fields", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"upsert\","
+	 "\"fields\":{\"meta\":{\"a\":[1]}},\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, APPLIES},
+	{"nested unknown member", "{\"changes\":[],\"cursor\":0,\"extra\":{\"a\":1}}", DECLINE, APPLIES},
+	{"fields an array", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"upsert\","
+	 "\"fields\":[1],\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, APPLIES},
+	{"bad kind", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"merge\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, VALID},
+	{"bad hlc", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"xyz\"}],\"cursor\":1}", DECLINE, VALID},
+	{"negative seq", "{\"changes\":[{\"seq\":-1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, VALID},
+	{"real seq", "{\"changes\":[{\"seq\":1.0,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, VALID},
+	{"missing row", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, VALID},
+	{"empty client_id", "{\"changes\":[{\"seq\":1,\"client_id\":\"\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, VALID},
+	{"no cursor", "{\"changes\":[]}", DECLINE, VALID},
+	{"string cursor", "{\"changes\":[],\"cursor\":\"1\"}", DECLINE, VALID},
+	{"changes not an array", "{\"changes\":{},\"cursor\":1}", DECLINE, VALID},
+	{"a change not an object", "{\"changes\":[1],\"cursor\":1}", DECLINE, VALID},
+	{"deeply nested", "{\"changes\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]],\"cursor\":1}", DECLINE, VALID},
+	/* malformed */
+	{"truncated frame", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"de", DECLINE, MALFORMED},
+	{"truncated after the list", "{\"changes\":[],", DECLINE, MALFORMED},
+	{"trailing comma in list", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"},],\"cursor\":1}", DECLINE, MALFORMED},
+	{"invalid UTF-8 in row", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\",\"row\":\"\xc3\x28\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, MALFORMED},
+	{"\\u0000 in table", "{\"changes\":[{\"seq\":1,\"client_id\":\"c\",\"table\":\"t\\u0000x\",\"row\":\"r\",\"kind\":\"delete\","
+	 "\"hlc\":\"" HLC_A "\"}],\"cursor\":1}", DECLINE, MALFORMED},
+	{"garbage after frame", "{\"changes\":[],\"cursor\":1}]", DECLINE, MALFORMED},
+	{"not JSON", "changes", DECLINE, MALFORMED},
+};
+
+/* A few bytes mutations may insert: JSON's punctuation, and bytes outside ASCII. */
+static const char mut_bytes[] = "{}[]:,\"\\ u0aeE.-+tfn\x80\xc3\xe2\xf0\xff\x01";
+
+/*
+ * Mutates a valid text at random (replace, insert, delete, truncate) many
+ * times and checks the scanner against jansson on every mutant.  Returns the
+ * number of disagreements; *accepted counts mutants the scanner read.
+ */
+static int
+mutate_agree(const char *seed, bool frame, int rounds, int *accepted)
+{
+	size_t n0 = strlen(seed);
+	char *buf = malloc(n0 + 8);
+	int bad = 0;
+
+	if (buf == NULL)
+		exit(2);
+	for (int r = 0; r < rounds; r++) {
+		size_t n = n0;
+		int k = 1 + rand() % 3;
+
+		memcpy(buf, seed, n0);
+		while (k-- > 0 && n > 0) {
+			size_t at = (size_t) rand() % n;
+			char b = mut_bytes[rand() % (int) (sizeof(mut_bytes) - 1)];
+
+			switch (rand() % 4) {
+			case 0: buf[at] = b; break;
+			case 1:
+				if (n < n0 + 7) {
+					memmove(buf + at + 1, buf + at, n - at);
+					buf[at] = b;
+					n++;
+				}
+				break;
+			case 2:
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+				break;
+			default: n = at; break;
+			}
+		}
+		/* A NUL ends the text: the scanner and jansson both stop there. */
+		n = strnlen(buf, n);
+		{
+			int a = frame ? frame_agree(buf, n) : fields_agree(buf, n);
+
+			if (a < 0)
+				bad++;
+			else
+				*accepted += a;
+		}
+	}
+	free(buf);
+	return bad;
+}
+
+static void
+test_scanner(void)
+{
+	char name[160];
+	int bad, accepted = 0;
+	sl_store *st;
+
+	for (size_t i = 0; i < sizeof(fields_cases) / sizeof(fields_cases[0]); i++) {
+		const scan_case *c = &fields_cases[i];
+		json_t *ref = json_loads(c->text, 0, NULL);
+		int a = fields_agree(c->text, strlen(c->text));
+
+		snprintf(name, sizeof(name), "scanner, fields: %s", c->name);
+		report(name, a == (c->want == ACCEPT ? 1 : 0) && (json_is_object(ref) || json_is_array(ref)) == (c->jansson != MALFORMED),
+		       "scanner %d (want %d), jansson %s", a, c->want == ACCEPT, ref ? "accepts" : "refuses");
+		json_decref(ref);
+	}
+	for (size_t i = 0; i < sizeof(frame_cases) / sizeof(frame_cases[0]); i++) {
+		const scan_case *c = &frame_cases[i];
+		json_t *ref = json_loads(c->text, 0, NULL);
+		int a = frame_agree(c->text, strlen(c->text));
+
+		snprintf(name, sizeof(name), "scanner, changes frame: %s", c->name);
+		report(name, a == (c->want == ACCEPT ? 1 : 0) && (ref != NULL) == (c->jansson != MALFORMED),
+		       "scanner %d (want %d), jansson %s", a, c->want == ACCEPT, ref ? "accepts" : "refuses");
+		json_decref(ref);
+	}
+	/* Every prefix of a valid text: a truncated text is never accepted. */
+	bad = 0;
+	for (size_t i = 0; i < 2; i++) {
+		const char *t = i == 0 ? fields_cases[10].text : frame_cases[4].text;
+
+		for (size_t n = 0; n < strlen(t); n++) {
+			if ((i == 0 ? fields_agree(t, n) : frame_agree(t, n)) != 0)
+				bad++;
+		}
+	}
+	report("scanner: no proper prefix of a valid text is accepted", bad == 0, "%d accepted", bad);
+	srand(12345);
+	bad = mutate_agree(fields_cases[10].text, false, 20000, &accepted) +
+	      mutate_agree(fields_cases[5].text, false, 20000, &accepted) +
+	      mutate_agree(frame_cases[0].text, true, 20000, &accepted) +
+	      mutate_agree(frame_cases[4].text, true, 20000, &accepted);
+	report("scanner: 80,000 random mutants, never a disagreement with jansson", bad == 0 && accepted > 0,
+	       "%d disagreements, %d accepted", bad, accepted);
+	printf("client-store: the scanner read %d of 80000 mutants, jansson the rest\n", accepted);
+
+	/* Through the store: a malformed text is SL_EINVAL and changes nothing. */
+	st = fresh("scanner.db");
+	for (size_t i = 0; i < sizeof(fields_cases) / sizeof(fields_cases[0]); i++) {
+		const scan_case *c = &fields_cases[i];
+		int rc;
+
+		if (c->jansson != MALFORMED)
+			continue;
+		rc = sl_store_put(st, "issues", "s1", c->text, NULL);
+		snprintf(name, sizeof(name), "put with malformed fields is SL_EINVAL: %s", c->name);
+		report(name, rc == SL_EINVAL, "rc %d", rc);
+	}
+	CHECK_Q("malformed puts wrote nothing", "SELECT count(*) FROM _synclog_outbox", "0");
+	CHECK_RC("put with escaped, non-ASCII fields",
+	         sl_store_put(st, "issues", "s2", "{\"t\\u0069tle\":\"caf\xc3\xa9 \\u20ac \\ud83d\\ude00\",\"prio\":-3,\"est\":1.5e1,\"done\":true}", NULL),
+	         SL_OK);
+	CHECK_Q("its visible row", "SELECT title || '|' || prio || '|' || est || '|' || done FROM issues WHERE id = 's2'",
+	        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80|-3|15.0|1");
+	for (size_t i = 0; i < sizeof(frame_cases) / sizeof(frame_cases[0]); i++) {
+		const scan_case *c = &frame_cases[i];
+		uint64_t before = sl_store_cursor(st);
+		int rc;
+
+		if (c->want == ACCEPT)
+			continue;
+		rc = sl_store_apply_changes(st, c->text);
+		snprintf(name, sizeof(name), "a frame the scanner declines is jansson's to judge: %s", c->name);
+		if (c->jansson == APPLIES)
+			report(name, rc == SL_OK, "rc %d", rc);
+		else
+			report(name, rc == SL_EINVAL && sl_store_cursor(st) == before, "rc %d, cursor %llu",
+			       rc, (unsigned long long) sl_store_cursor(st));
+	}
+	CHECK_RC("a frame with escaped, non-ASCII strings",
+	         sl_store_apply_changes(st, "{\"changes\":[{\"seq\":5,\"client_id\":\"other\",\"table\":\"iss\\u0075es\","
+	                                    "\"row\":\"r\\\"\xe2\x82\xac\",\"kind\":\"upsert\",\"fields\":{\"title\":\"a\\nb\","
+	                                    "\"prio\":2},\"hlc\":\"" HLC_A "\"}],\"cursor\":5}"),
+	         SL_OK);
+	CHECK_Q("its row", "SELECT title || '|' || prio FROM issues WHERE id = 'r\"\xe2\x82\xac'", "a\nb|2");
+	sl_store_close(st);
+}
+
 /* Counts calls and stops after the first. */
 static int
 stop_cb(void *ctx, const sl_store_op *op)
@@ -1242,6 +1623,7 @@ main(void)
 	test_model();
 	test_two_handles();
 	test_migrate();
+	test_scanner();
 	test_edges();
 	test_kill();
 	{

@@ -1,0 +1,624 @@
+/*
+ * client/jscan.c: an allocation-light JSON scanner for the two texts the
+ * store reads most: the fields object of a local write (sl_store_put) and a
+ * `changes` frame (sl_store_apply_changes).  jansson's general parser costs
+ * about half the instructions of an applied change; this one reads the
+ * common shape in one pass over a copy of the text, unescaping strings in
+ * place, and builds jansson values only for fields.
+ *
+ * It is a fast path, never the judge: it accepts only text that is valid
+ * JSON (RFC 8259, as jansson 2.14's json_loads reads it with no flags: no
+ * NUL in strings, UTF-8 checked, no lone surrogates, integers that fit a
+ * json_int_t, reals that do not overflow) of the shape below, and gives the
+ * same values json_loads would.  Anything else, malformed or merely
+ * unusual (nesting in fields, a value of another type, integers of more
+ * than 18 digits), makes it decline, and the
+ * caller parses the text with jansson, which decides; so the store's
+ * answers (SL_EINVAL for a malformed frame) are jansson's.  It never reads
+ * past the text's NUL: every step looks at one byte and stops at a NUL.
+ *
+ * Shapes:
+ *   fields   an object whose values are strings, numbers, true, false, null.
+ *   changes  an object with "changes", an array of change objects, and
+ *            "cursor", an integer >= 0; other members scalars.  A change has
+ *            "seq" (integer >= 0), "kind" ("upsert" or "delete"), "table",
+ *            "row", "hlc" (16 hex digits), "client_id" (1-64 bytes), all
+ *            strings, "op_id" (a string, or another scalar for none), and
+ *            "fields" (a fields object, or a scalar for none); other members
+ *            scalars.  Duplicate members: the last wins, as in jansson.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hlc.h"
+#include "store_int.h"
+
+/* A position in a NUL-terminated, writable copy of the text. */
+typedef struct scan {
+	char *p;
+} scan;
+
+/* One scalar value; str points into the copy, NUL-terminated, unescaped. */
+typedef enum { JV_STRING, JV_INT, JV_REAL, JV_TRUE, JV_FALSE, JV_NULL } jv_type;
+
+typedef struct jval {
+	jv_type type;
+	char *str;
+	size_t len;
+	json_int_t i;
+	double d;
+} jval;
+
+static void
+skip_ws(scan *s)
+{
+	while (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')
+		s->p++;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Four hex digits at r into *cp; stops at the first byte that is not one (a NUL included). */
+static bool
+hex4(const char *r, unsigned *cp)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(r[i]);
+
+		if (h < 0)
+			return false;
+		v = v << 4 | (unsigned) h;
+	}
+	*cp = v;
+	return true;
+}
+
+/*
+ * The length of the UTF-8 sequence at r (first byte >= 0x80), or 0 when it
+ * is not one jansson accepts: no overlong forms, no surrogates, nothing
+ * above U+10FFFF.  Stops at the first bad byte, so never passes a NUL.
+ */
+static size_t
+utf8_seq(const unsigned char *r)
+{
+	unsigned c = r[0], v;
+	size_t n;
+
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+		v = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		v = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		v = c & 0x07;
+	} else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((r[i] & 0xC0) != 0x80)
+			return 0;
+		v = v << 6 | (r[i] & 0x3F);
+	}
+	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10FFFF ||
+	    (v >= 0xD800 && v <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+/* Writes code point cp (not a surrogate, not 0) as UTF-8 at w; returns the length. */
+static size_t
+utf8_put(char *w, unsigned cp)
+{
+	if (cp < 0x80) {
+		w[0] = (char) cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		w[0] = (char) (0xC0 | cp >> 6);
+		w[1] = (char) (0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		w[0] = (char) (0xE0 | cp >> 12);
+		w[1] = (char) (0x80 | (cp >> 6 & 0x3F));
+		w[2] = (char) (0x80 | (cp & 0x3F));
+		return 3;
+	}
+	w[0] = (char) (0xF0 | cp >> 18);
+	w[1] = (char) (0x80 | (cp >> 12 & 0x3F));
+	w[2] = (char) (0x80 | (cp >> 6 & 0x3F));
+	w[3] = (char) (0x80 | (cp & 0x3F));
+	return 4;
+}
+
+/*
+ * The string at s->p (its opening quote), unescaped in place: *out points at
+ * it, NUL-terminated, *len bytes.  The unescaped text is never longer than
+ * the escaped one, so writing stays behind reading.  False for a string
+ * jansson refuses (control character, bad escape, \u0000, lone surrogate,
+ * bad UTF-8, no closing quote).
+ */
+static bool
+scan_str(scan *s, char **out, size_t *len)
+{
+	char *r = s->p + 1, *w = r, *start = r;
+
+	for (;;) {
+		unsigned char c = (unsigned char) *r;
+
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return false; /* a control character, or the end of the text */
+		if (c == '\\') {
+			unsigned cp, lo;
+
+			switch (r[1]) {
+			case '"': *w++ = '"'; break;
+			case '\\': *w++ = '\\'; break;
+			case '/': *w++ = '/'; break;
+			case 'b': *w++ = '\b'; break;
+			case 'f': *w++ = '\f'; break;
+			case 'n': *w++ = '\n'; break;
+			case 'r': *w++ = '\r'; break;
+			case 't': *w++ = '\t'; break;
+			case 'u':
+				if (!hex4(r + 2, &cp) || cp == 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
+					return false;
+				r += 6;
+				if (cp >= 0xD800 && cp <= 0xDBFF) {
+					if (r[0] != '\\' || r[1] != 'u' || !hex4(r + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+						return false;
+					r += 6;
+					cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+				}
+				w += utf8_put(w, cp);
+				continue;
+			default:
+				return false;
+			}
+			r += 2;
+			continue;
+		}
+		if (c < 0x80) {
+			*w++ = *r++;
+			continue;
+		}
+		{
+			size_t n = utf8_seq((const unsigned char *) r);
+
+			if (n == 0)
+				return false;
+			while (n-- > 0)
+				*w++ = *r++;
+		}
+	}
+	s->p = r + 1;
+	*w = '\0'; /* at most where the closing quote was */
+	*out = start;
+	*len = (size_t) (w - start);
+	return true;
+}
+
+static bool
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * The number at s->p: JV_INT for an integer of at most 18 digits (always in
+ * range), JV_REAL for one with a fraction or an exponent that does not
+ * overflow.  False for anything else, a longer integer included.
+ */
+static bool
+scan_num(scan *s, jval *v)
+{
+	char *b = s->p, *r = b, *digits;
+
+	if (*r == '-')
+		r++;
+	digits = r;
+	if (*r == '0') {
+		r++;
+		if (is_digit(*r))
+			return false;
+	} else if (is_digit(*r)) {
+		while (is_digit(*r))
+			r++;
+	} else
+		return false;
+	if (*r != '.' && *r != 'e' && *r != 'E') {
+		json_int_t n = 0;
+
+		if (r - digits > 18)
+			return false;
+		for (const char *d = digits; d < r; d++)
+			n = n * 10 + (*d - '0');
+		v->type = JV_INT;
+		v->i = *b == '-' ? -n : n;
+		s->p = r;
+		return true;
+	}
+	if (*r == '.') {
+		r++;
+		if (!is_digit(*r))
+			return false;
+		while (is_digit(*r))
+			r++;
+	}
+	if (*r == 'e' || *r == 'E') {
+		r++;
+		if (*r == '+' || *r == '-')
+			r++;
+		if (!is_digit(*r))
+			return false;
+		while (is_digit(*r))
+			r++;
+	}
+	{
+		char tmp[64], *end;
+		size_t n = (size_t) (r - b);
+
+		if (n >= sizeof(tmp))
+			return false;
+		memcpy(tmp, b, n);
+		tmp[n] = '\0';
+		errno = 0;
+		v->d = strtod(tmp, &end);
+		if (end != tmp + n) /* a locale whose decimal point is not '.' */
+			return false;
+		if (errno == ERANGE && (v->d == HUGE_VAL || v->d == -HUGE_VAL))
+			return false;
+	}
+	v->type = JV_REAL;
+	s->p = r;
+	return true;
+}
+
+/* A scalar value at s->p (whitespace skipped before).  False for anything else. */
+static bool
+scan_scalar(scan *s, jval *v)
+{
+	switch (*s->p) {
+	case '"':
+		v->type = JV_STRING;
+		return scan_str(s, &v->str, &v->len);
+	case 't':
+		if (strncmp(s->p, "true", 4) != 0)
+			return false;
+		s->p += 4;
+		v->type = JV_TRUE;
+		return true;
+	case 'f':
+		if (strncmp(s->p, "false", 5) != 0)
+			return false;
+		s->p += 5;
+		v->type = JV_FALSE;
+		return true;
+	case 'n':
+		if (strncmp(s->p, "null", 4) != 0)
+			return false;
+		s->p += 4;
+		v->type = JV_NULL;
+		return true;
+	default:
+		return scan_num(s, v);
+	}
+}
+
+/* A new jansson value for v; NULL when out of memory. */
+static json_t *
+jval_json(const jval *v)
+{
+	switch (v->type) {
+	case JV_STRING: return json_stringn_nocheck(v->str, v->len);
+	case JV_INT: return json_integer(v->i);
+	case JV_REAL: return json_real(v->d);
+	case JV_TRUE: return json_true();
+	case JV_FALSE: return json_false();
+	default: return json_null();
+	}
+}
+
+/*
+ * Steps over the separator after a member: true with *more set after ',',
+ * clear after the closing brace or bracket close; false for anything else.
+ */
+static bool
+next_member(scan *s, char close, bool *more)
+{
+	skip_ws(s);
+	if (*s->p == ',') {
+		s->p++;
+		skip_ws(s);
+		*more = true;
+		return true;
+	}
+	if (*s->p == close) {
+		s->p++;
+		*more = false;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Opens an object at s->p: true, *more set when it has a member (s->p then at
+ * its key), clear for {}.
+ */
+static bool
+open_object(scan *s, bool *more)
+{
+	if (*s->p != '{')
+		return false;
+	s->p++;
+	skip_ws(s);
+	if (*s->p == '}') {
+		s->p++;
+		*more = false;
+		return true;
+	}
+	*more = true;
+	return *s->p == '"';
+}
+
+/* A member's key and colon; s->p is left at its value. */
+static bool
+scan_key(scan *s, char **key, size_t *len)
+{
+	if (*s->p != '"' || !scan_str(s, key, len))
+		return false;
+	skip_ws(s);
+	if (*s->p != ':')
+		return false;
+	s->p++;
+	skip_ws(s);
+	return true;
+}
+
+/* A fields object at s->p as a new jansson object; NULL to decline (or out of memory). */
+static json_t *
+scan_fields(scan *s)
+{
+	json_t *obj = json_object();
+	bool more;
+
+	if (obj == NULL || !open_object(s, &more)) {
+		json_decref(obj);
+		return NULL;
+	}
+	while (more) {
+		char *key;
+		size_t klen;
+		jval v;
+		json_t *j;
+
+		if (!scan_key(s, &key, &klen) || !scan_scalar(s, &v) || !next_member(s, '}', &more) ||
+		    (j = jval_json(&v)) == NULL || json_object_setn_new_nocheck(obj, key, klen, j) != 0) {
+			json_decref(obj);
+			return NULL;
+		}
+	}
+	return obj;
+}
+
+/* A writable copy of text in buf (size n) or malloc'd (*heap set); NULL when out of memory. */
+static char *
+copy_text(const char *text, char *buf, size_t n, char **heap)
+{
+	size_t len = strlen(text);
+	char *c = buf;
+
+	*heap = NULL;
+	if (len + 1 > n && (c = *heap = malloc(len + 1)) == NULL)
+		return NULL;
+	memcpy(c, text, len + 1);
+	return c;
+}
+
+json_t *
+sls_scan_fields(const char *text)
+{
+	char buf[512], *heap, *c;
+	json_t *obj = NULL;
+	scan s;
+
+	if (text == NULL || (c = copy_text(text, buf, sizeof(buf), &heap)) == NULL)
+		return NULL;
+	s.p = c;
+	skip_ws(&s);
+	if ((obj = scan_fields(&s)) != NULL) {
+		skip_ws(&s);
+		if (*s.p != '\0') {
+			json_decref(obj);
+			obj = NULL;
+		}
+	}
+	free(heap);
+	return obj;
+}
+
+/* ---------------------------------------------------------------- changes frames */
+
+/* The members of a change this scanner reads; the rest are skipped. */
+enum { M_SEQ, M_KIND, M_TABLE, M_ROW, M_HLC, M_CID, M_OP, M_FIELDS, M_OTHER };
+
+static int
+member(const char *key, size_t len)
+{
+	static const char *const names[] = {"seq", "kind", "table", "row", "hlc", "client_id", "op_id", "fields"};
+
+	for (int i = 0; i < M_OTHER; i++) {
+		if (strlen(names[i]) == len && memcmp(names[i], key, len) == 0)
+			return i;
+	}
+	return M_OTHER;
+}
+
+/* One change object at s->p into c (fields a new reference); false to decline. */
+static bool
+scan_change(scan *s, sls_change *c)
+{
+	jval v[M_OTHER];
+	bool have[M_OTHER] = {false}, more;
+	uint64_t h;
+
+	memset(c, 0, sizeof(*c));
+	if (!open_object(s, &more))
+		return false;
+	while (more) {
+		char *key;
+		size_t klen;
+		int m;
+
+		if (!scan_key(s, &key, &klen))
+			return false;
+		m = member(key, klen);
+		if (m == M_FIELDS) {
+			json_decref(c->fields);
+			c->fields = NULL;
+			have[m] = true;
+			if (*s->p == '{') {
+				if ((c->fields = scan_fields(s)) == NULL)
+					return false;
+			} else if (!scan_scalar(s, &v[m]))
+				return false; /* a scalar: no fields */
+		} else {
+			jval tmp;
+
+			if (!scan_scalar(s, m == M_OTHER ? &tmp : &v[m]))
+				return false;
+			if (m != M_OTHER)
+				have[m] = true;
+		}
+		if (!next_member(s, '}', &more))
+			return false;
+	}
+	/* As change_ok (rebase.c) checks a change parsed by jansson. */
+	if (!have[M_SEQ] || v[M_SEQ].type != JV_INT || v[M_SEQ].i < 0)
+		return false;
+	for (int m = M_KIND; m <= M_CID; m++) {
+		if (!have[m] || v[m].type != JV_STRING)
+			return false;
+	}
+	if (strcmp(v[M_KIND].str, "delete") == 0)
+		c->is_delete = true;
+	else if (strcmp(v[M_KIND].str, "upsert") != 0)
+		return false;
+	if (sl_hlc_parse(v[M_HLC].str, &h) != SL_OK || v[M_CID].len == 0 || v[M_CID].len > 64)
+		return false;
+	c->seq = (uint64_t) v[M_SEQ].i;
+	c->table = v[M_TABLE].str;
+	c->row = v[M_ROW].str;
+	c->hlc = v[M_HLC].str;
+	c->client_id = v[M_CID].str;
+	c->op_id = have[M_OP] && v[M_OP].type == JV_STRING ? v[M_OP].str : NULL;
+	return true;
+}
+
+void
+sls_frame_free(sls_frame *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		json_decref(f->v[i].fields);
+	free(f->v);
+	free(f->text);
+	json_decref(f->json);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Appends a zeroed change to f; NULL when out of memory. */
+static sls_change *
+frame_push(sls_frame *f)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		sls_change *v = realloc(f->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return NULL;
+		f->v = v;
+		f->cap = cap;
+	}
+	memset(&f->v[f->n], 0, sizeof(f->v[0]));
+	return &f->v[f->n++];
+}
+
+bool
+sls_scan_changes(const char *text, sls_frame *f)
+{
+	bool more, have_changes = false, have_cursor = false;
+	char *heap;
+	scan s;
+
+	memset(f, 0, sizeof(*f));
+	if (text == NULL || copy_text(text, NULL, 0, &heap) == NULL)
+		return false;
+	f->text = heap;
+	s.p = heap;
+	skip_ws(&s);
+	if (!open_object(&s, &more))
+		goto decline;
+	while (more) {
+		char *key;
+		size_t klen;
+		jval v;
+
+		if (!scan_key(&s, &key, &klen))
+			goto decline;
+		if (klen == 7 && memcmp(key, "changes", 7) == 0) {
+			bool more_c;
+
+			if (have_changes || *s.p != '[')
+				goto decline; /* a second list: jansson's last-wins, not worth copying */
+			have_changes = true;
+			s.p++;
+			skip_ws(&s);
+			more_c = *s.p != ']';
+			if (!more_c)
+				s.p++;
+			while (more_c) {
+				sls_change *c = frame_push(f);
+
+				if (c == NULL || !scan_change(&s, c) || !next_member(&s, ']', &more_c))
+					goto decline;
+			}
+		} else {
+			if (!scan_scalar(&s, &v))
+				goto decline;
+			if (klen == 6 && memcmp(key, "cursor", 6) == 0) {
+				have_cursor = v.type == JV_INT && v.i >= 0;
+				f->cursor = (uint64_t) v.i;
+				if (!have_cursor)
+					goto decline;
+			}
+		}
+		if (!next_member(&s, '}', &more))
+			goto decline;
+	}
+	skip_ws(&s);
+	if (*s.p == '\0' && have_changes && have_cursor)
+		return true;
+decline:
+	sls_frame_free(f);
+	return false;
+}
