@@ -1229,6 +1229,14 @@ sl_net_sync(synclog *sl, int timeout_ms)
 	if ((rc = loop_begin(sl)) != SYNCLOG_OK)
 		return rc;
 	n = sl->net;
+	/*
+	 * A connection left live by an earlier sync (or run) says nothing of
+	 * the server's cursor now: its welcome is old, and the changes since
+	 * may still sit unread in the socket.  A sync therefore always begins
+	 * with a fresh hello, whose welcome names the cursor to catch up with.
+	 * Unacked pushes of the old connection are resent (same ids).
+	 */
+	conn_drop(sl, "a sync begins with a fresh connection");
 	if (n->state == SL_NET_IDLE)
 		start_attempt(sl); /* one attempt, now, whatever the backoff */
 	for (;;) {

@@ -230,11 +230,14 @@ int synclog_connect(synclog *sl, const synclog_config *cfg);
 int synclog_run(synclog *sl, int timeout_ms);
 
 /*
- * Connects if need be, pushes every unacknowledged op, waits for every ack,
- * and pulls until confirmed state is at least at the server's cursor of the
- * moment it said welcome and this client's acked ops have come back as
- * changes; then returns SYNCLOG_OK, staying connected (synclog_disconnect()
- * ends it).  Rejections are reported through the reject callback and are not
+ * Connects afresh (a connection already open is closed first: only a new
+ * welcome tells the server's cursor of this moment), pushes every
+ * unacknowledged op, waits for every ack, and pulls until confirmed state
+ * is at least at the server's cursor of the moment it said welcome and this
+ * client's acked ops have come back as changes (an op of a group this
+ * client does not follow never comes back: that wait ends 2 s after the
+ * last ack); then returns SYNCLOG_OK, staying connected (synclog_disconnect()
+ * ends it; synclog_run() keeps it).  Rejections are reported through the reject callback and are not
  * an error of the sync.  SYNCLOG_ENET when the server cannot be reached or
  * the connection is lost (one attempt, within cfg.connect_timeout_ms);
  * SYNCLOG_EAUTH for a refused token; SYNCLOG_ETIMEOUT when timeout_ms passed

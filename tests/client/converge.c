@@ -247,6 +247,11 @@ settle(synclog **cl, int n)
 		for (i = 0; i < n && all_ok; i++)
 			if (synclog_cursor(cl[i]) != before[i] || synclog_cursor(cl[i]) != synclog_cursor(cl[0]))
 				all_ok = 0;
+		if (!all_ok && pass % 20 == 0)
+			for (i = 0; i < n; i++)
+				fprintf(stderr, "converge: settle pass %d: client %d: cursor %llu (was %llu), %d pending\n",
+				        pass, i, (unsigned long long) synclog_cursor(cl[i]),
+				        (unsigned long long) before[i], n_pending(cl[i]));
 		if (all_ok)
 			break;
 		if (now_ms() > deadline)
