@@ -47,9 +47,7 @@ obrow_free(void *v)
 
 	if (r == NULL)
 		return;
-	free(r->table);
-	free(r->row);
-	free(r->seqs);
+	free(r->seqs); /* table and row are in r's allocation */
 	free(r);
 }
 
@@ -100,8 +98,13 @@ obx_add(sl_store *s, int64_t seq, const char *op_id, const char *table, const ch
 	if (n == 0)
 		return SL_ENOMEM;
 	if ((r = sls_hmap_get(&s->obx_rows, key, n, hash)) == NULL) {
-		if ((r = calloc(1, sizeof(*r))) == NULL || (r->table = strdup(table)) == NULL ||
-		    (r->row = strdup(row)) == NULL || sls_hmap_put(&s->obx_rows, key, n, hash, r) != SL_OK) {
+		/* One allocation: the entry, then table NUL row NUL (the key, NUL-ended). */
+		if ((r = calloc(1, sizeof(*r) + n + 1)) == NULL)
+			goto out;
+		r->table = (char *) (r + 1);
+		memcpy(r->table, key, n);
+		r->row = r->table + strlen(table) + 1;
+		if (sls_hmap_put(&s->obx_rows, key, n, hash, r) != SL_OK) {
 			obrow_free(r);
 			goto out;
 		}
@@ -209,7 +212,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	const json_t *cols;
 	const char *col, *pk;
 	json_t *val;
-	char op_id[SL_UUID_LEN + 1], hlc_text[SL_HLC_TEXT_LEN + 1], *ftext = NULL;
+	char op_id[SL_UUID_LEN + 1], hlc_text[SL_HLC_TEXT_LEN + 1], *ftext = NULL; /* owned, or NULL */
 	sqlite3_stmt *st;
 	uint64_t h;
 	saved sv;
@@ -250,13 +253,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		}
 	}
 	/* The op's fields as written (numbers exactly as given), unless the pk had to go. */
-	if (fields == NULL)
-		ftext = strdup("{}");
-	else if (pk_given)
-		ftext = json_dumps(fields, JSON_COMPACT);
-	else
-		ftext = strdup(fields_json);
-	if (ftext == NULL) {
+	if (pk_given && (ftext = json_dumps(fields, JSON_COMPACT)) == NULL) {
 		json_decref(fields);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
@@ -287,7 +284,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_bind_text(st, 3, table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, row, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, is_delete ? "delete" : "upsert", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, ftext, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, ftext ? ftext : fields ? fields_json : "{}", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, hlc_text, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "append to the outbox")) != SL_OK)
 		goto done;

@@ -124,6 +124,99 @@ confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 /* How write_fields writes: the whole row, or some fields of an existing one. */
 typedef enum { WRITE_REPLACE, WRITE_UPDATE } write_mode;
 
+/* The columns a write sets: the fields that are columns of the table, but the pk. */
+typedef struct wcols {
+	const char **name;
+	const json_t **val;
+	size_t n;
+} wcols;
+
+/*
+ * The SQL text of a write of shape (mode, table, pk, columns), in s->wsql
+ * (built on the first use of the shape, then found by its key); borrowed
+ * until the next call.  NULL when out of memory.
+ */
+static const char *
+write_sql(sl_store *s, write_mode mode, const char *table, const char *pk, const wcols *w)
+{
+	char stack[512], *key = stack;
+	size_t klen = 1, lt = strlen(table) + 1, lp = strlen(pk) + 1, i;
+	struct wsql *e;
+	sbuf b = {0};
+
+	klen += lt + lp;
+	for (i = 0; i < w->n; i++)
+		klen += strlen(w->name[i]) + 1;
+	if (klen > sizeof(stack) && (key = malloc(klen)) == NULL)
+		return NULL;
+	key[0] = mode == WRITE_REPLACE ? 'R' : 'U';
+	memcpy(key + 1, table, lt);
+	memcpy(key + 1 + lt, pk, lp);
+	klen = 1 + lt + lp;
+	for (i = 0; i < w->n; i++) {
+		size_t l = strlen(w->name[i]) + 1;
+
+		memcpy(key + klen, w->name[i], l);
+		klen += l;
+	}
+	for (i = 0; i < SLS_WSQL; i++) {
+		e = &s->wsql[i];
+		if (e->key != NULL && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+			if (key != stack)
+				free(key);
+			return e->sql;
+		}
+	}
+	if (mode == WRITE_REPLACE) {
+		sls_sb_str(&b, "INSERT OR REPLACE INTO ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " (");
+		sls_qident(&b, pk);
+		for (i = 0; i < w->n; i++) {
+			sls_sb_str(&b, ", ");
+			sls_qident(&b, w->name[i]);
+		}
+		sls_sb_str(&b, ") VALUES (?");
+		for (i = 0; i < w->n; i++)
+			sls_sb_str(&b, ", ?");
+		sls_sb_str(&b, ")");
+	} else {
+		sls_sb_str(&b, "UPDATE ");
+		sls_qident(&b, table);
+		sls_sb_str(&b, " SET ");
+		for (i = 0; i < w->n; i++) {
+			if (i > 0)
+				sls_sb_str(&b, ", ");
+			sls_qident(&b, w->name[i]);
+			sls_sb_str(&b, " = ?");
+		}
+		sls_sb_str(&b, " WHERE ");
+		sls_qident(&b, pk);
+		sls_sb_str(&b, " = ?");
+	}
+	if (b.oom) {
+		if (key != stack)
+			free(key);
+		free(b.p);
+		return NULL;
+	}
+	if (key == stack) {
+		if ((key = malloc(klen)) == NULL) {
+			free(b.p);
+			return NULL;
+		}
+		memcpy(key, stack, klen);
+	}
+	e = &s->wsql[s->wsql_next];
+	free(e->key);
+	free(e->sql);
+	e->key = key;
+	e->klen = klen;
+	e->sql = b.p;
+	s->wsql_next = (s->wsql_next + 1) % SLS_WSQL;
+	return e->sql;
+}
+
 /*
  * Writes fields (an object; those that are not columns of def are left out)
  * as row of table: WRITE_REPLACE replaces the row with pk + fields,
@@ -136,81 +229,59 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 {
 	const char *pk = json_string_value(json_object_get(def, "pk"));
 	const json_t *cols = json_object_get(def, "columns");
+	const char *stack_name[16];
+	const json_t *stack_val[16];
+	wcols w = {stack_name, stack_val, 0};
+	size_t size = json_object_size(fields);
 	sqlite3_stmt *st;
-	const char *col;
+	const char *col, *sql;
 	json_t *val;
-	sbuf b = {0};
-	int n = 0, i, rc;
+	int i, rc;
 
 	if (updated)
 		*updated = true;
-	if (mode == WRITE_REPLACE) {
-		sbuf vals = {0};
-
-		sls_sb_str(&b, "INSERT OR REPLACE INTO ");
-		sls_qident(&b, table);
-		sls_sb_str(&b, " (");
-		sls_qident(&b, pk);
-		sls_sb_str(&vals, "?");
-		json_object_foreach((json_t *) fields, col, val) {
-			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
-				continue;
-			sls_sb_str(&b, ", ");
-			sls_qident(&b, col);
-			sls_sb_str(&vals, ", ?");
-			n++;
-		}
-		sls_sb_str(&b, ") VALUES (");
-		sls_sb_str(&b, vals.oom ? "" : vals.p);
-		sls_sb_str(&b, ")");
-		if (vals.oom)
-			b.oom = true;
-		free(vals.p);
-	} else {
-		sls_sb_str(&b, "UPDATE ");
-		sls_qident(&b, table);
-		sls_sb_str(&b, " SET ");
-		json_object_foreach((json_t *) fields, col, val) {
-			if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
-				continue;
-			if (n > 0)
-				sls_sb_str(&b, ", ");
-			sls_qident(&b, col);
-			sls_sb_str(&b, " = ?");
-			n++;
-		}
-		sls_sb_str(&b, " WHERE ");
-		sls_qident(&b, pk);
-		sls_sb_str(&b, " = ?");
-		if (n == 0) {
-			free(b.p);
-			return SL_OK;
-		}
-	}
-	if (b.oom) {
-		free(b.p);
+	if (size > 16 && ((w.name = malloc(size * sizeof(*w.name))) == NULL ||
+	                  (w.val = malloc(size * sizeof(*w.val))) == NULL)) {
+		free(w.name);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
-	st = sls_prep(s, b.p);
-	free(b.p);
-	if (st == NULL)
-		return SL_EDB;
+	json_object_foreach((json_t *) fields, col, val) {
+		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+			continue;
+		w.name[w.n] = col;
+		w.val[w.n++] = val;
+	}
+	rc = SL_OK;
+	if (mode == WRITE_UPDATE && w.n == 0)
+		goto out;
+	if ((sql = write_sql(s, mode, table, pk, &w)) == NULL) {
+		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((st = sls_prep(s, sql)) == NULL) {
+		rc = SL_EDB;
+		goto out;
+	}
 	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
 	i = 1;
 	if (mode == WRITE_REPLACE)
 		sqlite3_bind_text(st, i++, row, -1, SQLITE_STATIC);
-	json_object_foreach((json_t *) fields, col, val) {
-		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
-			continue;
-		if (bind_json(st, i++, val) != SQLITE_OK) {
+	for (size_t k = 0; k < w.n; k++) {
+		if (bind_json(st, i++, w.val[k]) != SQLITE_OK) {
 			sls_release(s, st);
-			return sls_dberr(s, "bind a value");
+			rc = sls_dberr(s, "bind a value");
+			goto out;
 		}
 	}
 	if (mode == WRITE_UPDATE)
 		sqlite3_bind_text(st, i, row, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "write the visible row")) == SL_OK && updated)
 		*updated = sqlite3_changes(s->db) > 0;
+out:
+	if (w.name != stack_name) {
+		free(w.name);
+		free(w.val);
+	}
 	return rc;
 }
 

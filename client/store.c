@@ -517,22 +517,33 @@ step_own(sl_store *s, sqlite3_stmt *st, const char *what)
 }
 
 /*
- * Reads PRAGMA data_version; when another connection has committed since we
- * last looked, reloads what the store keeps in memory (sls_reload).
+ * The pager's data version (SQLITE_FCNTL_DATA_VERSION): it moves whenever
+ * the file changes, by this connection's commits or, seen when a read
+ * begins, another's.  Unlike PRAGMA data_version it needs no statement.
+ */
+static int64_t
+file_data_version(sl_store *s)
+{
+	unsigned int v = 0;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) != SQLITE_OK)
+		return -1; /* never equal to a version: reload */
+	return (int64_t) v;
+}
+
+/*
+ * Inside a transaction: when the file changed since our last commit (or
+ * since the index was built), reloads what the store keeps in memory
+ * (sls_reload).  Our own commits record the version they leave
+ * (sls_tx_end), so only another connection's commits, or writes made
+ * outside sls_tx_begin, cause a reload.
  */
 static int
 check_data_version(sl_store *s)
 {
-	int64_t dv;
-	int rc = sqlite3_step(s->st_dv);
+	int64_t dv = file_data_version(s);
 
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(s->st_dv);
-		return sls_dberr(s, "read data_version");
-	}
-	dv = sqlite3_column_int64(s->st_dv, 0);
-	sqlite3_reset(s->st_dv);
-	if (dv == s->data_version && s->obx_ok)
+	if (dv == s->data_version && dv >= 0 && s->obx_ok)
 		return SL_OK;
 	s->data_version = dv;
 	return sls_reload(s);
@@ -572,6 +583,8 @@ sls_tx_end(sl_store *s, saved *sv, int rc)
 {
 	if (rc == SL_OK && step_own(s, s->st_commit, "commit") != SL_OK)
 		rc = SL_EDB;
+	if (rc == SL_OK)
+		s->data_version = file_data_version(s); /* our commit moved it */
 	if (rc != SL_OK) {
 		if (sqlite3_get_autocommit(s->db) == 0)
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -762,8 +775,7 @@ sl_store_open(const char *path, sl_store **out)
 		goto fail;
 	if (sqlite3_prepare_v2(s->db, "BEGIN IMMEDIATE", -1, &s->st_begin, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "COMMIT", -1, &s->st_commit, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db, "ROLLBACK", -1, &s->st_rollback, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &s->st_dv, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(s->db, "ROLLBACK", -1, &s->st_rollback, NULL) != SQLITE_OK) {
 		rc = sls_dberr(s, "prepare");
 		goto fail;
 	}
@@ -789,9 +801,7 @@ sl_store_open(const char *path, sl_store **out)
 		goto rollback;
 	if ((rc = step_own(s, s->st_commit, "commit")) != SL_OK)
 		goto rollback;
-	if (sqlite3_step(s->st_dv) == SQLITE_ROW)
-		s->data_version = sqlite3_column_int64(s->st_dv, 0);
-	sqlite3_reset(s->st_dv);
+	s->data_version = file_data_version(s);
 	*out = s;
 	return SL_OK;
 rollback:
@@ -813,7 +823,10 @@ sl_store_close(sl_store *s)
 	sqlite3_finalize(s->st_begin);
 	sqlite3_finalize(s->st_commit);
 	sqlite3_finalize(s->st_rollback);
-	sqlite3_finalize(s->st_dv);
+	for (int i = 0; i < SLS_WSQL; i++) {
+		free(s->wsql[i].key);
+		free(s->wsql[i].sql);
+	}
 	sls_obx_free(s);
 	if (s->urandom >= 0)
 		close(s->urandom);

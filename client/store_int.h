@@ -17,7 +17,8 @@
  * row are served from memory, by two hash maps built from the file when it
  * is opened (sls_obx_load) and kept in step with every change of the
  * outbox.  They are derived data: rebuilt after a rollback and whenever
- * another connection has changed the file (PRAGMA data_version).
+ * another connection has changed the file (the pager's data version,
+ * SQLITE_FCNTL_DATA_VERSION).
  */
 #ifndef SL_STORE_INT_H
 #define SL_STORE_INT_H
@@ -34,6 +35,7 @@
 
 #define SL_MAX_SKEW_MS 60000 /* the receive rule's bound, as synclog.max_clock_skew */
 #define SL_STMT_CACHE 128    /* prepared statements kept per store */
+#define SLS_WSQL 16          /* shapes of visible-row writes whose SQL text is kept */
 
 /* A hash map from byte strings (copied in) to pointers; open addressing. */
 typedef struct sls_hent {
@@ -57,7 +59,7 @@ typedef struct sls_obop {
 
 /* The pending ops of one row, in outbox order (the value of obx_rows). */
 typedef struct sls_obrow {
-	char *table, *row; /* owned */
+	char *table, *row; /* in this struct's allocation, after it */
 	int64_t *seqs;     /* owned; ascending */
 	size_t n, cap;
 	size_t n_deletes;  /* how many of them are deletes */
@@ -77,11 +79,17 @@ struct sl_store {
 	unsigned char rnd[1024];   /* bytes read ahead from /dev/urandom */
 	size_t rnd_pos, rnd_len;
 	int64_t last_seq;          /* the greatest outbox seq given out or seen; never reused */
-	int64_t data_version;      /* PRAGMA data_version when we last looked */
+	int64_t data_version;      /* the pager's data version after our last commit or reload */
 	sls_hmap obx_ops;          /* op id -> sls_obop* (owned) */
 	sls_hmap obx_rows;         /* table NUL row -> sls_obrow* (owned) */
 	bool obx_ok;               /* the outbox index matches the file */
-	sqlite3_stmt *st_begin, *st_commit, *st_rollback, *st_dv; /* owned */
+	sqlite3_stmt *st_begin, *st_commit, *st_rollback; /* owned */
+	struct wsql {              /* rebase.c's visible-row writes, by shape: SQL text built once */
+		char *key;             /* owned: mode, table and columns, NUL-separated; NULL when unused */
+		size_t klen;
+		char *sql;             /* owned */
+	} wsql[SLS_WSQL];
+	int wsql_next;             /* the entry to replace next */
 	struct cached {            /* prepared statements kept for reuse, by SQL text */
 		char *sql;             /* owned */
 		uint64_t hash;         /* of sql */
