@@ -139,6 +139,8 @@ random_write(synclog *sl, const char *who, char prefix, int nrows, char id[SYNCL
 		what += 2;
 	if (o_safe && what >= 97)
 		what = 96;
+	if (what < 2 && rnd_below(3) != 0)
+		what = 2; /* deletes absorb every later op: keep them rare (2/300) */
 	if (what < 2) {
 		rc = synclog_delete(sl, "issues", row, id);
 	} else {

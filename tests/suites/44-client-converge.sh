@@ -11,7 +11,7 @@
 # on a free loopback port.  Checks, one PASS/FAIL line each:
 #   convergence (SEED, CONV_CLIENTS, CONV_ROUNDS settable):
 #   - CONV_CLIENTS clients make random offline upserts and deletes over the
-#     same 12 rows, each syncing in some rounds and staying offline in
+#     same 16 rows, each syncing in some rounds and staying offline in
 #     others, while the gateway is SIGKILLed a third of the way through
 #     (restarted a second later) and again two thirds through; then every
 #     client syncs until a whole pass moves nothing: the harness settles;
@@ -34,7 +34,7 @@ set -uo pipefail
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
 CONV_CLIENTS=${CONV_CLIENTS:-4}
-CONV_ROUNDS=${CONV_ROUNDS:-24}
+CONV_ROUNDS=${CONV_ROUNDS:-30}
 KILLS=${KILLS:-8}
 gw="$REPO/build/gateway/synclog-gateway-asan"
 harness="$REPO/build/client/converge"
@@ -160,7 +160,7 @@ gw_start || {
 # --- convergence with the gateway killed twice ---------------------------------
 mkdir -p "$tmp/conv"
 "$harness" edit --url "$url" --token "$token" --group conv --dir "$tmp/conv" \
-	--clients "$CONV_CLIENTS" --rounds "$CONV_ROUNDS" --seed "$SEED" \
+	--clients "$CONV_CLIENTS" --rounds "$CONV_ROUNDS" --rows 16 --seed "$SEED" \
 	>"$tmp/conv.out" 2>"$tmp/conv.err" &
 h_pid=$!
 kills_done=0
