@@ -181,7 +181,7 @@ sls_obx_load(sl_store *s)
 	int rc = SL_OK, src;
 
 	sls_obx_free(s);
-	if ((st = sls_prep(s, "SELECT seq, op_id, tbl, row, kind FROM _synclog_outbox ORDER BY seq")) == NULL)
+	if ((st = sls_prep_const(s, "SELECT seq, op_id, tbl, row, kind FROM _synclog_outbox ORDER BY seq")) == NULL)
 		return SL_EDB;
 	while (rc == SL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = obx_add(s, sqlite3_column_int64(st, 0), (const char *) sqlite3_column_text(st, 1),
@@ -272,7 +272,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		goto done;
 	}
 	sl_hlc_format(h, hlc_text);
-	st = sls_prep(s, "INSERT INTO _synclog_outbox (seq, op_id, tbl, row, kind, fields, hlc)"
+	st = sls_prep_const(s, "INSERT INTO _synclog_outbox (seq, op_id, tbl, row, kind, fields, hlc)"
 	             " VALUES (?, ?, ?, ?, ?, ?, ?)");
 	if (st == NULL) {
 		rc = SL_EDB;
@@ -330,7 +330,7 @@ sls_outbox_remove(sl_store *s, const char *op_id)
 
 	if (op == NULL)
 		return SL_OK;
-	if ((st = sls_prep(s, "DELETE FROM _synclog_outbox WHERE seq = ?")) == NULL)
+	if ((st = sls_prep_const(s, "DELETE FROM _synclog_outbox WHERE seq = ?")) == NULL)
 		return SL_EDB;
 	sqlite3_bind_int64(st, 1, op->seq);
 	if ((rc = sls_step_done(s, st, "remove from the outbox")) == SL_OK)
@@ -364,7 +364,7 @@ sl_store_ack(sl_store *s, const char *ack_json, sl_store_reject_fn on_reject, vo
 
 		if (!json_is_string(e) || (op = obx_op(s, json_string_value(e))) == NULL)
 			continue; /* not ours, or already gone */
-		if ((st = sls_prep(s, "UPDATE _synclog_outbox SET acked = 1 WHERE seq = ?")) == NULL) {
+		if ((st = sls_prep_const(s, "UPDATE _synclog_outbox SET acked = 1 WHERE seq = ?")) == NULL) {
 			rc = SL_EDB;
 			goto done;
 		}
@@ -428,7 +428,7 @@ sl_store_pending(sl_store *s, sl_store_op_fn fn, void *ctx)
 int
 sl_store_pending_after(sl_store *s, int64_t after_seq, sl_store_op_fn fn, void *ctx)
 {
-	sqlite3_stmt *st = sls_prep(s, "SELECT seq, op_id, tbl, row, kind, fields, hlc FROM _synclog_outbox"
+	sqlite3_stmt *st = sls_prep_const(s, "SELECT seq, op_id, tbl, row, kind, fields, hlc FROM _synclog_outbox"
 	                           " WHERE acked = 0 AND seq > ? ORDER BY seq");
 	int rc;
 
@@ -466,7 +466,7 @@ sl_store_pending_after(sl_store *s, int64_t after_seq, sl_store_op_fn fn, void *
 int
 sl_store_acked_count(sl_store *s, int64_t *n)
 {
-	sqlite3_stmt *st = sls_prep(s, "SELECT count(*) FROM _synclog_outbox WHERE acked = 1");
+	sqlite3_stmt *st = sls_prep_const(s, "SELECT count(*) FROM _synclog_outbox WHERE acked = 1");
 	int rc;
 
 	*n = 0;

@@ -57,7 +57,7 @@ confirmed_load(sl_store *s, const char *table, const char *row, sl_row *r)
 
 	if (sl_row_init(r) != SL_OK)
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
-	st = sls_prep(s, "SELECT fields, clocks, deleted FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
+	st = sls_prep_const(s, "SELECT fields, clocks, deleted FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
 	if (st == NULL)
 		return SL_EDB;
 	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
@@ -88,7 +88,7 @@ confirmed_load(sl_store *s, const char *table, const char *row, sl_row *r)
 static int
 confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 {
-	sqlite3_stmt *st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_confirmed"
+	sqlite3_stmt *st = sls_prep_const(s, "INSERT OR REPLACE INTO _synclog_confirmed"
 	                           " (tbl, row, fields, clocks, deleted) VALUES (?, ?, ?, ?, ?)");
 	sbuf f = {0}, c = {0};
 	int rc;
@@ -132,13 +132,16 @@ typedef struct wcols {
 } wcols;
 
 /*
- * The SQL text of a write of shape (mode, table, pk, columns), in s->wsql
- * (built on the first use of the shape, then found by its key); borrowed
- * until the next call.  NULL when out of memory.
+ * The statement of a write of shape (mode, table, pk, columns), in s->wsql
+ * (prepared on the first use of the shape, then found by its key): owned
+ * by the store, to be reset after use, never finalized by the caller.
+ * SL_OK and *out; SL_ENOMEM or SL_EDB, with the error recorded.
  */
-static const char *
-write_sql(sl_store *s, write_mode mode, const char *table, const char *pk, const wcols *w)
+static int
+write_stmt(sl_store *s, write_mode mode, const char *table, const char *pk, const wcols *w,
+           sqlite3_stmt **out)
 {
+	sqlite3_stmt *st = NULL;
 	char stack[512], *key = stack;
 	size_t klen = 1, lt = strlen(table) + 1, lp = strlen(pk) + 1, i;
 	struct wsql *e;
@@ -148,7 +151,7 @@ write_sql(sl_store *s, write_mode mode, const char *table, const char *pk, const
 	for (i = 0; i < w->n; i++)
 		klen += strlen(w->name[i]) + 1;
 	if (klen > sizeof(stack) && (key = malloc(klen)) == NULL)
-		return NULL;
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	key[0] = mode == WRITE_REPLACE ? 'R' : 'U';
 	memcpy(key + 1, table, lt);
 	memcpy(key + 1 + lt, pk, lp);
@@ -164,7 +167,8 @@ write_sql(sl_store *s, write_mode mode, const char *table, const char *pk, const
 		if (e->key != NULL && e->klen == klen && memcmp(e->key, key, klen) == 0) {
 			if (key != stack)
 				free(key);
-			return e->sql;
+			*out = e->st;
+			return SL_OK;
 		}
 	}
 	if (mode == WRITE_REPLACE) {
@@ -194,27 +198,32 @@ write_sql(sl_store *s, write_mode mode, const char *table, const char *pk, const
 		sls_qident(&b, pk);
 		sls_sb_str(&b, " = ?");
 	}
-	if (b.oom) {
-		if (key != stack)
-			free(key);
+	if (key == stack) { /* the entry keeps a copy */
+		if ((key = malloc(klen)) != NULL)
+			memcpy(key, stack, klen);
+	}
+	if (b.oom || key == NULL) {
+		free(key);
 		free(b.p);
-		return NULL;
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
-	if (key == stack) {
-		if ((key = malloc(klen)) == NULL) {
-			free(b.p);
-			return NULL;
-		}
-		memcpy(key, stack, klen);
+	if (sqlite3_prepare_v2(s->db, b.p, (int) b.len, &st, NULL) != SQLITE_OK) {
+		sls_dberr(s, "prepare");
+		sqlite3_finalize(st);
+		free(key);
+		free(b.p);
+		return SL_EDB;
 	}
+	free(b.p);
 	e = &s->wsql[s->wsql_next];
 	free(e->key);
-	free(e->sql);
+	sqlite3_finalize(e->st);
 	e->key = key;
 	e->klen = klen;
-	e->sql = b.p;
+	e->st = st;
 	s->wsql_next = (s->wsql_next + 1) % SLS_WSQL;
-	return e->sql;
+	*out = st;
+	return SL_OK;
 }
 
 /*
@@ -233,8 +242,8 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 	const json_t *stack_val[16];
 	wcols w = {stack_name, stack_val, 0};
 	size_t size = json_object_size(fields);
-	sqlite3_stmt *st;
-	const char *col, *sql;
+	sqlite3_stmt *st = NULL;
+	const char *col;
 	json_t *val;
 	int i, rc;
 
@@ -254,29 +263,26 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 	rc = SL_OK;
 	if (mode == WRITE_UPDATE && w.n == 0)
 		goto out;
-	if ((sql = write_sql(s, mode, table, pk, &w)) == NULL) {
-		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
+	if ((rc = write_stmt(s, mode, table, pk, &w, &st)) != SL_OK)
 		goto out;
-	}
-	if ((st = sls_prep(s, sql)) == NULL) {
-		rc = SL_EDB;
-		goto out;
-	}
 	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
 	i = 1;
 	if (mode == WRITE_REPLACE)
 		sqlite3_bind_text(st, i++, row, -1, SQLITE_STATIC);
 	for (size_t k = 0; k < w.n; k++) {
 		if (bind_json(st, i++, w.val[k]) != SQLITE_OK) {
-			sls_release(s, st);
 			rc = sls_dberr(s, "bind a value");
+			sqlite3_reset(st);
 			goto out;
 		}
 	}
 	if (mode == WRITE_UPDATE)
 		sqlite3_bind_text(st, i, row, -1, SQLITE_STATIC);
-	if ((rc = sls_step_done(s, st, "write the visible row")) == SL_OK && updated)
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sls_dberr(s, "write the visible row");
+	else if (updated)
 		*updated = sqlite3_changes(s->db) > 0;
+	sqlite3_reset(st);
 out:
 	if (w.name != stack_name) {
 		free(w.name);
@@ -348,7 +354,7 @@ recompute_with(sl_store *s, const char *table, const char *row, const sl_row *co
 		rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 		goto done;
 	}
-	if ((st = sls_prep(s, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE seq = ?")) == NULL) {
+	if ((st = sls_prep_const(s, "SELECT kind, fields, hlc FROM _synclog_outbox WHERE seq = ?")) == NULL) {
 		rc = SL_EDB;
 		goto done;
 	}
@@ -434,7 +440,7 @@ sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delet
 	pr = sls_obx_row(s, table, row);
 	if (pr != NULL && pr->n_deletes > 0)
 		return SL_OK; /* absorbed by a pending delete */
-	st = sls_prep(s, "SELECT clocks, deleted, fields IS NOT NULL FROM _synclog_confirmed"
+	st = sls_prep_const(s, "SELECT clocks, deleted, fields IS NOT NULL FROM _synclog_confirmed"
 	                 " WHERE tbl = ? AND row = ?");
 	if (st == NULL)
 		return SL_EDB;
@@ -496,7 +502,7 @@ sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delet
 int
 sls_recompute_table(sl_store *s, const char *table)
 {
-	sqlite3_stmt *st = sls_prep(s, "SELECT row FROM _synclog_confirmed WHERE tbl = ?1"
+	sqlite3_stmt *st = sls_prep_const(s, "SELECT row FROM _synclog_confirmed WHERE tbl = ?1"
 	                               " UNION SELECT row FROM _synclog_outbox WHERE tbl = ?1");
 	json_t *rows = json_array(), *e;
 	size_t i;
@@ -861,8 +867,8 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 	if (rc != SL_OK)
 		goto done;
 	/* Forget the confirmed state the snapshot replaces. */
-	st = sls_prep(s, "SELECT tbl, row, fields, deleted FROM _synclog_confirmed");
-	del = sls_prep(s, "DELETE FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
+	st = sls_prep_const(s, "SELECT tbl, row, fields, deleted FROM _synclog_confirmed");
+	del = sls_prep_const(s, "DELETE FROM _synclog_confirmed WHERE tbl = ? AND row = ?");
 	if (st == NULL || del == NULL) {
 		sls_release(s, st);
 		sls_release(s, del);
@@ -906,7 +912,7 @@ snapshot_finish(sl_store *s, uint64_t cursor)
 	                  " DELETE FROM _synclog_snapshot;",
 	               "install the snapshot")) != SL_OK)
 		goto done;
-	if ((st = sls_prep(s, "SELECT tbl, row FROM _synclog_confirmed")) == NULL) {
+	if ((st = sls_prep_const(s, "SELECT tbl, row FROM _synclog_confirmed")) == NULL) {
 		rc = SL_EDB;
 		goto done;
 	}
@@ -958,7 +964,7 @@ sl_store_snapshot_frame(sl_store *s, const char *frame_json)
 		json_decref(frame);
 		return rc;
 	}
-	st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_snapshot (tbl, row, fields, clocks) VALUES (?, ?, ?, ?)");
+	st = sls_prep_const(s, "INSERT OR REPLACE INTO _synclog_snapshot (tbl, row, fields, clocks) VALUES (?, ?, ?, ?)");
 	if (st == NULL) {
 		rc = SL_EDB;
 		goto done;

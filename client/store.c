@@ -412,6 +412,33 @@ sls_prep(sl_store *s, const char *sql)
 	return st;
 }
 
+/*
+ * As sls_prep, for sql a string constant (a literal, or in a static array):
+ * its address identifies it, so a statement prepared before is found
+ * without hashing or comparing the text.
+ */
+sqlite3_stmt *
+sls_prep_const(sl_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+
+	for (int i = 0; i < s->n_cached; i++) {
+		if (s->cache[i].src == sql && !s->cache[i].busy) {
+			s->cache[i].busy = true;
+			return s->cache[i].st;
+		}
+	}
+	if ((st = sls_prep(s, sql)) != NULL) {
+		for (int i = 0; i < s->n_cached; i++) {
+			if (s->cache[i].st == st) {
+				s->cache[i].src = sql;
+				break;
+			}
+		}
+	}
+	return st;
+}
+
 /* Gives back a statement from sls_prep(): reset for reuse, or finalized.  Accepts NULL. */
 void
 sls_release(sl_store *s, sqlite3_stmt *st)
@@ -446,7 +473,7 @@ sls_step_done(sl_store *s, sqlite3_stmt *st, const char *what)
 int
 sls_meta_set(sl_store *s, const char *key, const char *value)
 {
-	sqlite3_stmt *st = sls_prep(s, "INSERT OR REPLACE INTO _synclog_meta (key, value) VALUES (?, ?)");
+	sqlite3_stmt *st = sls_prep_const(s, "INSERT OR REPLACE INTO _synclog_meta (key, value) VALUES (?, ?)");
 
 	if (st == NULL)
 		return SL_EDB;
@@ -459,7 +486,7 @@ sls_meta_set(sl_store *s, const char *key, const char *value)
 static int
 meta_get(sl_store *s, const char *key, char **out)
 {
-	sqlite3_stmt *st = sls_prep(s, "SELECT value FROM _synclog_meta WHERE key = ?");
+	sqlite3_stmt *st = sls_prep_const(s, "SELECT value FROM _synclog_meta WHERE key = ?");
 	int rc;
 
 	*out = NULL;
@@ -693,7 +720,7 @@ sls_reload(sl_store *s)
 	 * floor first, so the floor is the greater of the two.
 	 */
 	{
-		sqlite3_stmt *st = sls_prep(s, "SELECT max(hlc) FROM _synclog_outbox");
+		sqlite3_stmt *st = sls_prep_const(s, "SELECT max(hlc) FROM _synclog_outbox");
 		uint64_t h;
 
 		if (st == NULL)
@@ -825,7 +852,7 @@ sl_store_close(sl_store *s)
 	sqlite3_finalize(s->st_rollback);
 	for (int i = 0; i < SLS_WSQL; i++) {
 		free(s->wsql[i].key);
-		free(s->wsql[i].sql);
+		sqlite3_finalize(s->wsql[i].st);
 	}
 	sls_obx_free(s);
 	if (s->urandom >= 0)
@@ -925,7 +952,7 @@ ensure_one(sl_store *s, const char *table, const json_t *def)
 	bool exists = false, first = true;
 	int rc;
 
-	if ((st = sls_prep(s, "SELECT name FROM pragma_table_info(?)")) == NULL)
+	if ((st = sls_prep_const(s, "SELECT name FROM pragma_table_info(?)")) == NULL)
 		return SL_EDB;
 	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
 	{
@@ -1125,7 +1152,7 @@ sls_provisional_ensure(sl_store *s, const char *table, const json_t *fields)
 	bool changed = false;
 
 	if (def == NULL) {
-		sqlite3_stmt *st = sls_prep(s, "SELECT 1 FROM sqlite_master WHERE name = ? COLLATE NOCASE");
+		sqlite3_stmt *st = sls_prep_const(s, "SELECT 1 FROM sqlite_master WHERE name = ? COLLATE NOCASE");
 		int src;
 
 		if (st == NULL)

@@ -84,14 +84,15 @@ struct sl_store {
 	sls_hmap obx_rows;         /* table NUL row -> sls_obrow* (owned) */
 	bool obx_ok;               /* the outbox index matches the file */
 	sqlite3_stmt *st_begin, *st_commit, *st_rollback; /* owned */
-	struct wsql {              /* rebase.c's visible-row writes, by shape: SQL text built once */
-		char *key;             /* owned: mode, table and columns, NUL-separated; NULL when unused */
+	struct wsql {              /* rebase.c's visible-row writes, by shape: prepared once */
+		char *key;             /* owned: mode, table, pk and columns, NUL-separated; NULL when unused */
 		size_t klen;
-		char *sql;             /* owned */
+		sqlite3_stmt *st;      /* owned; reset after each use */
 	} wsql[SLS_WSQL];
 	int wsql_next;             /* the entry to replace next */
 	struct cached {            /* prepared statements kept for reuse, by SQL text */
 		char *sql;             /* owned */
+		const char *src;       /* the constant it was prepared from (sls_prep_const), or NULL */
 		uint64_t hash;         /* of sql */
 		sqlite3_stmt *st;
 		bool busy;             /* handed out by sls_prep() and not yet sls_release()d */
@@ -151,6 +152,7 @@ void sls_qident(sbuf *b, const char *name);
 void sls_sb_json(sbuf *b, const json_t *v);
 int sls_exec(sl_store *s, const char *sql, const char *what);
 sqlite3_stmt *sls_prep(sl_store *s, const char *sql);
+sqlite3_stmt *sls_prep_const(sl_store *s, const char *sql);
 void sls_release(sl_store *s, sqlite3_stmt *st);
 int sls_step_done(sl_store *s, sqlite3_stmt *st, const char *what);
 int sls_meta_set(sl_store *s, const char *key, const char *value);
