@@ -45,112 +45,41 @@
 set -uo pipefail
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-gw="$REPO/build/gateway/synclog-gateway-asan"
+# shellcheck source=tests/lib/suite.sh
+source "$REPO/tests/lib/suite.sh"
 bin="$REPO/build/client/test_sync"
 db="csync_$$"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/synclog-client-sync.XXXXXX")
-created=0
-gw_pid=""
-failed=0
-
-cleanup() {
-	if [[ -n $gw_pid ]]; then
-		kill -KILL "$gw_pid" 2>/dev/null
-		{ wait "$gw_pid"; } 2>/dev/null
-	fi
-	if ((created)); then
-		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-			echo "warning: could not drop database $db"
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() { echo "PASS: client-sync: $1"; }
-fail() {
-	echo "FAIL: client-sync: $1"
-	failed=1
-}
-
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+suite_begin client-sync client-sync
 
 if ! make --no-print-directory -C "$REPO/gateway" gateway-asan >"$tmp/build.log" 2>&1 ||
 	! make --no-print-directory -C "$REPO/client" sync-test-bin >>"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
-	echo "FAIL: client-sync: build (make -C gateway gateway-asan; make -C client sync-test-bin, output above)"
-	exit 1
+	suite_abort "build (make -C gateway gateway-asan; make -C client sync-test-bin, output above)"
 fi
 
-created=1
-if ! psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $db" >"$tmp/setup.log" 2>&1 ||
-	! psql -X -q -v ON_ERROR_STOP=1 -d "$db" >>"$tmp/setup.log" 2>&1 <<'SQL'; then
-CREATE EXTENSION synclog;
+if ! suite_create_db "$db" <<'SQL'; then
 CREATE TABLE issues (id text PRIMARY KEY, team text NOT NULL, title text,
                      prio int CHECK (prio >= 0));
 SELECT synclog.track('issues', 'team');
 SQL
-	cat "$tmp/setup.log"
-	echo "FAIL: client-sync: setup (database $db with the synclog extension, output above)"
-	exit 1
+	suite_abort "setup (database $db with the synclog extension, output above)"
 fi
 token() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$db" -c "SELECT synclog.create_token('$1', ARRAY[$2])"; }
-tok_a=$(token alice "'t1','t2'") && tok_b=$(token bob "'t1'") || {
-	echo "FAIL: client-sync: setup (tokens)"
-	exit 1
-}
+tok_a=$(token alice "'t1','t2'") && tok_b=$(token bob "'t1'") || suite_abort "setup (tokens)"
 sql() { psql -X -qAt -d "$db" -c "$1" 2>&1; }
 
-# A free loopback port: nothing answers on it.
-free_port() {
-	local p i
-	for i in $(seq 1 100); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-port=$(free_port) && dead=$(free_port) && [[ $port != "$dead" ]] || {
-	echo "FAIL: client-sync: no free port"
-	exit 1
-}
+port=$(free_port) && dead=$(free_port) && [[ $port != "$dead" ]] || suite_abort "no free port"
 url="ws://127.0.0.1:$port/"
 dead_url="ws://127.0.0.1:$dead/"
-conninfo="host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$db"
 
-# start_gateway: starts it on $port (stderr appended to gw.err), waits until
-# it listens and has its database; returns non-zero if not within 10 s.
-start_gateway() {
-	"$gw" --listen "127.0.0.1:$port" --db "$conninfo" >/dev/null 2>>"$tmp/gw.err" &
-	gw_pid=$!
-	local _
-	for _ in $(seq 1 100); do
-		if (($(grep -c "database connected" "$tmp/gw.err") > ${1:-0})) &&
-			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$gw_pid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-# gateway_dead: true once the gateway has exited (a zombie counts: it is our child).
-gateway_dead() {
-	local st
-	st=$(ps -o stat= -p "$gw_pid" 2>/dev/null) || return 0
-	[[ -z $st || $st == Z* ]]
-}
+# start_gateway [N]: the gateway on $port, stderr appended to gw.err (see
+# gateway_start in tests/lib/suite.sh).
+start_gateway() { gateway_start "$port" "$db" "$tmp/gw.err" "$@"; }
 
-touch "$tmp/gw.err"
 if ! start_gateway; then
 	cat "$tmp/gw.err"
-	echo "FAIL: client-sync: gateway started (listening and connected within 10 s)"
-	exit 1
+	suite_abort "gateway started (listening and connected within 10 s)"
 fi
 
 # step NAME ARGS...: one test_sync step (its PASS/FAIL lines pass through),
@@ -213,8 +142,7 @@ for _ in $(seq 1 600); do
 	sleep 0.05
 done
 if gateway_dead; then
-	{ wait "$gw_pid"; } 2>/dev/null
-	gw_pid=""
+	gateway_kill # reaps it
 	sleep 1 # the client keeps retrying meanwhile
 	start_gateway "$connected_before" || fail "gateway restarted after the kill"
 else
@@ -238,13 +166,10 @@ fi
 
 # lost: test_sync SIGKILLs the gateway during a sync
 step lost "$tmp/l.db" "$url" "$tok_a" "$gw_pid"
-if gateway_dead; then
-	{ wait "$gw_pid"; } 2>/dev/null
-	gw_pid=""
-fi
+gateway_dead && gateway_kill # reaps it
 echo "steps took $((SECONDS - t0)) s"
 
-if grep -qE 'runtime error:|Sanitizer|LeakSanitizer' "$tmp"/*.err; then
+if ! sanitizer_clean "$tmp"/*.err; then
 	for f in "$tmp"/*.err; do
 		[[ -s $f ]] || continue
 		echo "--- $(basename "$f"):"

@@ -42,45 +42,19 @@
 set -uo pipefail
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=tests/lib/suite.sh
+source "$REPO/tests/lib/suite.sh"
 bin="$REPO/build/client/synclog-cli-asan"
-gw="$REPO/build/gateway/synclog-gateway-asan"
 db="cli43_$$"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/synclog-cli43.XXXXXX")
-created=0
-gw_pid=""
+suite_begin client-cli cli43
 w_pid=""
-failed=0
-
-cleanup() {
-	local p
-	for p in $w_pid $gw_pid; do
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	if ((created)); then
-		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-			echo "warning: could not drop database $db"
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() { echo "PASS: client-cli: $1"; }
-fail() {
-	echo "FAIL: client-cli: $1"
-	failed=1
-}
-
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+suite_at_exit 'suite_kill $w_pid'
 unset SYNCLOG_SERVER SYNCLOG_TOKEN
 
 if ! make --no-print-directory -C "$REPO/client" cli-asan >"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
-	echo "FAIL: client-cli: build (make -C client cli-asan, output above)"
-	exit 1
+	suite_abort "build (make -C client cli-asan, output above)"
 fi
 
 mkdir -p "$tmp/err"
@@ -225,7 +199,7 @@ ok "a second --db file is independent" \
 sanitizers_quiet() {
 	local name=$1 f
 	shift
-	if grep -lE 'runtime error:|Sanitizer|LeakSanitizer' "$@" >"$tmp/san" 2>/dev/null; then
+	if grep -lE "$SANITIZER_RE" "$@" >"$tmp/san" 2>/dev/null; then
 		while read -r f; do
 			echo "--- $f:"
 			head -n 40 "$f"
@@ -242,61 +216,24 @@ rm -f "$tmp"/err/*
 
 if ! make --no-print-directory -C "$REPO/gateway" gateway-asan >"$tmp/gwbuild.log" 2>&1; then
 	cat "$tmp/gwbuild.log"
-	echo "FAIL: client-cli: build (make -C gateway gateway-asan, output above)"
-	exit 1
+	suite_abort "build (make -C gateway gateway-asan, output above)"
 fi
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$db" "$@"; }
-created=1
-if ! psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $db" >"$tmp/setup.log" 2>&1 ||
-	! q >>"$tmp/setup.log" 2>&1 <<'SQL'; then
-CREATE EXTENSION synclog;
+if ! suite_create_db "$db" <<'SQL'; then
 CREATE TABLE issues (id text PRIMARY KEY, team text NOT NULL, title text,
                      prio int CHECK (prio >= 0));
 SELECT synclog.track('issues', 'team');
 SQL
-	cat "$tmp/setup.log"
-	echo "FAIL: client-cli: setup (database $db with the synclog extension, output above)"
-	exit 1
+	suite_abort "setup (database $db with the synclog extension, output above)"
 fi
 tok_a=$(q -c "SELECT synclog.create_token('alice', ARRAY['t1'])") &&
-	tok_b=$(q -c "SELECT synclog.create_token('bob', ARRAY['t1'])") || {
-	echo "FAIL: client-cli: setup (tokens)"
-	exit 1
-}
+	tok_b=$(q -c "SELECT synclog.create_token('bob', ARRAY['t1'])") || suite_abort "setup (tokens)"
 
-free_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-port=$(free_port) && dead_port=$(free_port) && [[ $port != "$dead_port" ]] || {
-	echo "FAIL: client-cli: no free port"
-	exit 1
-}
+port=$(free_port) && dead_port=$(free_port) && [[ $port != "$dead_port" ]] || suite_abort "no free port"
 url="ws://127.0.0.1:$port/"
-conninfo="host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$db"
-"$gw" --listen "127.0.0.1:$port" --db "$conninfo" 2>"$tmp/gw.err" &
-gw_pid=$!
-up=0
-for _ in $(seq 1 100); do
-	if grep -q "database connected" "$tmp/gw.err" 2>/dev/null &&
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		up=1
-		break
-	fi
-	kill -0 "$gw_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if ((!up)); then
+if ! gateway_start "$port" "$db" "$tmp/gw.err"; then
 	cat "$tmp/gw.err"
-	echo "FAIL: client-cli: gateway started (listening and connected within 10 s)"
-	exit 1
+	suite_abort "gateway started (listening and connected within 10 s)"
 fi
 
 # A and B: two CLI files, alice's and bob's, both following group t1.
@@ -402,13 +339,6 @@ ok "watch prints a rejection as {\"type\":\"rejected\",...} and exits 0 on SIGTE
 	eval '((st == 0)) && [[ $out == *"{\"type\":\"rejected\",\"op_id\":\"$op_rej\",\"table\":\"issues\",\"row\":\"i3\",\"code\":\"constraint_violation\""* ]]'
 
 # --- shutdown and sanitizers ----------------------------------------------------
-kill -TERM "$gw_pid"
-for _ in $(seq 1 100); do
-	kill -0 "$gw_pid" 2>/dev/null || break
-	sleep 0.1
-done
-kill -KILL "$gw_pid" 2>/dev/null
-wait "$gw_pid" 2>/dev/null
-gw_pid=""
+gateway_stop
 sanitizers_quiet "ASan/UBSan report nothing (online CLI runs and the gateway)" "$tmp"/err/* "$tmp"/*.err
 exit "$failed"

@@ -36,112 +36,46 @@ SEED=${SEED:-$((RANDOM * 32768 + RANDOM))}
 CONV_CLIENTS=${CONV_CLIENTS:-4}
 CONV_ROUNDS=${CONV_ROUNDS:-30}
 KILLS=${KILLS:-8}
-gw="$REPO/build/gateway/synclog-gateway-asan"
+# shellcheck source=tests/lib/suite.sh
+source "$REPO/tests/lib/suite.sh"
 harness="$REPO/build/client/converge"
 db="conv44_$$"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/synclog-conv44.XXXXXX")
-created=0
-gw_pid=""
+suite_begin client-converge conv44
+SUITE_FAIL_NOTE="SEED=$SEED" # on every FAIL line from fail
 h_pid=""
-failed=0
-
-cleanup() {
-	local p
-	for p in $h_pid $gw_pid; do
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	if ((created)); then
-		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
-			echo "warning: could not drop database $db"
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-pass() { echo "PASS: client-converge: $1"; }
-fail() {
-	echo "FAIL: client-converge: $1 (SEED=$SEED)"
-	failed=1
-}
+suite_at_exit 'suite_kill $h_pid'
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 
-# sanitizer_clean FILE: no sanitizer report in FILE.
-sanitizer_clean() {
-	! grep -qE 'runtime error:|Sanitizer|LeakSanitizer' "$1"
-}
-
 echo "seed $SEED, $CONV_CLIENTS clients, $CONV_ROUNDS rounds, $KILLS kills"
-
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 if ! { make --no-print-directory -C "$REPO/gateway" gateway-asan &&
 	make --no-print-directory -C "$REPO/client" converge-bin; } >"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
-	echo "FAIL: client-converge: build (output above)"
-	exit 1
+	suite_abort "build (output above)"
 fi
 
-created=1
-if ! psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $db" >"$tmp/setup.log" 2>&1 ||
-	! q >>"$tmp/setup.log" 2>&1 <<'SQL'; then
-CREATE EXTENSION synclog;
+if ! suite_create_db "$db" <<'SQL'; then
 CREATE TABLE issues (id text PRIMARY KEY, team text NOT NULL, title text, status text,
                      prio int CHECK (prio >= 0));
 SELECT synclog.track('issues', 'team');
 SQL
-	cat "$tmp/setup.log"
-	echo "FAIL: client-converge: setup (database $db, output above)"
-	exit 1
+	suite_abort "setup (database $db, output above)"
 fi
-token=$(q -c "SELECT synclog.create_token('conv', ARRAY['conv', 'kill'])") || {
-	echo "FAIL: client-converge: setup (token)"
-	exit 1
-}
+token=$(q -c "SELECT synclog.create_token('conv', ARRAY['conv', 'kill'])") || suite_abort "setup (token)"
 
-free_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-port=$(free_port) || {
-	echo "FAIL: client-converge: no free port"
-	exit 1
-}
+port=$(free_port) || suite_abort "no free port"
 url="ws://127.0.0.1:$port/"
-conninfo="host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$db"
 gw_starts=0
 
-# gw_start: starts the gateway on $port and waits (10 s at most) until it
-# accepts connections.
+# gw_start: starts the gateway on $port (stderr in gw.N.err, N counting the
+# starts) and waits (10 s at most) until it accepts connections; prints the
+# log if it does not.
 gw_start() {
 	gw_starts=$((gw_starts + 1))
-	"$gw" --listen "127.0.0.1:$port" --db "$conninfo" 2>"$tmp/gw.$gw_starts.err" &
-	gw_pid=$!
-	for _ in $(seq 1 100); do
-		if grep -q "database connected" "$tmp/gw.$gw_starts.err" 2>/dev/null &&
-			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$gw_pid" 2>/dev/null || break
-		sleep 0.1
-	done
+	gateway_start "$port" "$db" "$tmp/gw.$gw_starts.err" && return 0
 	cat "$tmp/gw.$gw_starts.err"
 	return 1
-}
-gw_kill() {
-	kill -KILL "$gw_pid" 2>/dev/null
-	wait "$gw_pid" 2>/dev/null
-	gw_pid=""
 }
 # round: the harness's last finished round (0 before the first).
 round() { cat "$tmp/conv/round" 2>/dev/null || echo 0; }
@@ -152,10 +86,7 @@ server_dump() {
 	                         WHERE team = '$1' ORDER BY id COLLATE \"C\""
 }
 
-gw_start || {
-	echo "FAIL: client-converge: the gateway did not start"
-	exit 1
-}
+gw_start || suite_abort "the gateway did not start"
 
 # --- convergence with the gateway killed twice ---------------------------------
 mkdir -p "$tmp/conv"
@@ -171,7 +102,7 @@ for target in $((CONV_ROUNDS / 3)) $((2 * CONV_ROUNDS / 3)); do
 		sleep 0.1
 	done
 	if (($(round) >= target)) && kill -0 "$h_pid" 2>/dev/null; then
-		gw_kill
+		gateway_kill
 		echo "gateway killed after round $(round)"
 		sleep 1
 		gw_start && kills_done=$((kills_done + 1))
@@ -287,7 +218,7 @@ else
 	fail "seq gaps or repeats: $gaps"
 fi
 
-gw_kill
+gateway_kill
 bad=0
 for f in "$tmp"/gw.*.err "$tmp"/kill.*.err; do
 	sanitizer_clean "$f" || {
