@@ -6,6 +6,9 @@
  * common shape in one pass over a copy of the text, unescaping strings in
  * place, and builds jansson values only for fields.
  *
+ * sls_scan_flat reads a fields object into arrays (no jansson value at
+ * all), for a put on a known table, the commonest write.
+ *
  * It is a fast path, never the judge: it accepts only text that is valid
  * JSON (RFC 8259, as jansson 2.14's json_loads reads it with no flags: no
  * NUL in strings, UTF-8 checked, no lone surrogates, integers that fit a
@@ -455,6 +458,75 @@ sls_scan_fields(const char *text)
 	}
 	free(heap);
 	return obj;
+}
+
+void
+sls_flat_free(sls_flat *f)
+{
+	free(f->heap);
+	f->heap = NULL;
+	f->n = 0;
+}
+
+/*
+ * A fields object of at most SLS_FLAT_MAX scalars with distinct names into
+ * f, no jansson value made.  False when declined (then f holds nothing to
+ * free): the caller falls back to sls_scan_fields or jansson.
+ */
+bool
+sls_scan_flat(const char *text, sls_flat *f)
+{
+	bool more;
+	char *c;
+	scan s;
+
+	f->n = 0;
+	f->heap = NULL;
+	if (text == NULL || (c = copy_text(text, f->buf, sizeof(f->buf), &f->heap)) == NULL)
+		return false;
+	s.p = c;
+	skip_ws(&s);
+	if (!open_object(&s, &more))
+		goto decline;
+	while (more) {
+		size_t klen;
+		jval v;
+		sls_scalar *o;
+
+		if (f->n == SLS_FLAT_MAX || !scan_key(&s, &f->name[f->n], &klen) || !scan_scalar(&s, &v) ||
+		    !next_member(&s, '}', &more))
+			goto decline;
+		for (size_t i = 0; i < f->n; i++) {
+			if (strcmp(f->name[i], f->name[f->n]) == 0)
+				goto decline; /* jansson's rule (the last value, the first place) is not copied */
+		}
+		o = &f->val[f->n++];
+		memset(o, 0, sizeof(*o));
+		switch (v.type) {
+		case JV_STRING:
+			o->type = SLS_STRING;
+			o->str = v.str;
+			o->len = v.len;
+			break;
+		case JV_INT:
+			o->type = SLS_INT;
+			o->i = v.i;
+			break;
+		case JV_REAL:
+			o->type = SLS_REAL;
+			o->d = v.d;
+			break;
+		case JV_TRUE: o->type = SLS_TRUE; break;
+		case JV_FALSE: o->type = SLS_FALSE; break;
+		default: o->type = SLS_NULL; break;
+		}
+	}
+	skip_ws(&s);
+	if (*s.p == '\0')
+		return true;
+decline:
+	sls_flat_free(f);
+	return false;
 }
 
 /* ---------------------------------------------------------------- changes frames */

@@ -216,7 +216,8 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_stmt *st;
 	uint64_t h;
 	saved sv;
-	bool provisional, pk_given = false;
+	bool provisional, pk_given = false, use_flat = false;
+	sls_flat flat; /* the fields, when use_flat */
 	int64_t seq;
 	int rc;
 
@@ -235,7 +236,21 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 		return sls_seterr(s, SL_EINVAL, "empty row id");
 	pk = def ? json_string_value(json_object_get(def, "pk")) : "id";
 	cols = def ? json_object_get(def, "columns") : NULL;
-	if (!is_delete) {
+	if (!is_delete && !provisional && sls_scan_flat(fields_json, &flat)) {
+		/* A known table's fields of the common shape: no jansson value at all. */
+		use_flat = true;
+		for (size_t i = 0; i < flat.n && use_flat; i++) {
+			if (strcmp(flat.name[i], pk) == 0) {
+				use_flat = false; /* the pk is dropped from the op's text: jansson's path */
+				sls_flat_free(&flat);
+			} else if (json_object_get(cols, flat.name[i]) == NULL) {
+				rc = sls_seterr(s, SL_EINVAL, "unknown column \"%s\" of table \"%s\"", flat.name[i], table);
+				sls_flat_free(&flat);
+				return rc;
+			}
+		}
+	}
+	if (!is_delete && !use_flat) {
 		/* The scanner reads the common shape; jansson judges the rest. */
 		if ((fields = sls_scan_fields(fields_json)) == NULL)
 			fields = json_loads(fields_json ? fields_json : "", 0, NULL);
@@ -260,6 +275,8 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
 		json_decref(fields);
 		free(ftext);
+		if (use_flat)
+			sls_flat_free(&flat);
 		return rc;
 	}
 	/* Before any welcome, an unknown table is created and grows with its fields. */
@@ -284,7 +301,7 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	sqlite3_bind_text(st, 3, table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, row, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, is_delete ? "delete" : "upsert", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, ftext ? ftext : fields ? fields_json : "{}", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, ftext ? ftext : is_delete ? "{}" : fields_json, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, hlc_text, -1, SQLITE_STATIC);
 	if ((rc = sls_step_done(s, st, "append to the outbox")) != SL_OK)
 		goto done;
@@ -297,8 +314,13 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 	 * The visible row changes by this op alone: it is newer than every
 	 * pending op (our clock), so only confirmed clocks can beat it.
 	 */
-	rc = sls_visible_local(s, table, row, is_delete, fields, h);
+	if (use_flat)
+		rc = sls_visible_local_flat(s, table, row, &flat, h);
+	else
+		rc = sls_visible_local(s, table, row, is_delete, fields, h);
 done:
+	if (use_flat)
+		sls_flat_free(&flat);
 	json_decref(fields);
 	free(ftext);
 	rc = sls_tx_end(s, &sv, rc);

@@ -124,12 +124,30 @@ confirmed_save(sl_store *s, const char *table, const char *row, const sl_row *r)
 /* How write_fields writes: the whole row, or some fields of an existing one. */
 typedef enum { WRITE_REPLACE, WRITE_UPDATE } write_mode;
 
-/* The columns a write sets: the fields that are columns of the table, but the pk. */
+/*
+ * The columns a write sets: the fields that are columns of the table, but
+ * the pk, with their values: jansson's (val) or the scanner's (sval).
+ */
 typedef struct wcols {
 	const char **name;
-	const json_t **val;
+	const json_t **val;       /* or NULL, with sval */
+	const sls_scalar *sval;   /* or NULL, with val */
 	size_t n;
 } wcols;
+
+/* Binds a scanned scalar to parameter i; v's text must live until the step. */
+static int
+bind_scalar(sqlite3_stmt *st, int i, const sls_scalar *v)
+{
+	switch (v->type) {
+	case SLS_STRING: return sqlite3_bind_text(st, i, v->str, (int) v->len, SQLITE_STATIC);
+	case SLS_INT: return sqlite3_bind_int64(st, i, v->i);
+	case SLS_REAL: return sqlite3_bind_double(st, i, v->d);
+	case SLS_TRUE: return sqlite3_bind_int(st, i, 1);
+	case SLS_FALSE: return sqlite3_bind_int(st, i, 0);
+	default: return sqlite3_bind_null(st, i);
+	}
+}
 
 /*
  * The statement of a write of shape (mode, table, pk, columns), in s->wsql
@@ -227,53 +245,32 @@ write_stmt(sl_store *s, write_mode mode, const char *table, const char *pk, cons
 }
 
 /*
- * Writes fields (an object; those that are not columns of def are left out)
- * as row of table: WRITE_REPLACE replaces the row with pk + fields,
- * WRITE_UPDATE sets them on the existing row (*updated says whether there
- * was one; nothing to set is a success with *updated true).
+ * Writes the columns w as row of table: WRITE_REPLACE replaces the row with
+ * pk + w, WRITE_UPDATE sets them on the existing row (*updated says whether
+ * there was one; nothing to set is a success with *updated true).
  */
 static int
-write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
-             const json_t *fields, write_mode mode, bool *updated)
+write_cols(sl_store *s, const char *table, const char *pk, const char *row, const wcols *w,
+           write_mode mode, bool *updated)
 {
-	const char *pk = json_string_value(json_object_get(def, "pk"));
-	const json_t *cols = json_object_get(def, "columns");
-	const char *stack_name[16];
-	const json_t *stack_val[16];
-	wcols w = {stack_name, stack_val, 0};
-	size_t size = json_object_size(fields);
 	sqlite3_stmt *st = NULL;
-	const char *col;
-	json_t *val;
 	int i, rc;
 
 	if (updated)
 		*updated = true;
-	if (size > 16 && ((w.name = malloc(size * sizeof(*w.name))) == NULL ||
-	                  (w.val = malloc(size * sizeof(*w.val))) == NULL)) {
-		free(w.name);
-		return sls_seterr(s, SL_ENOMEM, "out of memory");
-	}
-	json_object_foreach((json_t *) fields, col, val) {
-		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
-			continue;
-		w.name[w.n] = col;
-		w.val[w.n++] = val;
-	}
-	rc = SL_OK;
-	if (mode == WRITE_UPDATE && w.n == 0)
-		goto out;
-	if ((rc = write_stmt(s, mode, table, pk, &w, &st)) != SL_OK)
-		goto out;
+	if (mode == WRITE_UPDATE && w->n == 0)
+		return SL_OK;
+	if ((rc = write_stmt(s, mode, table, pk, w, &st)) != SL_OK)
+		return rc;
 	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
 	i = 1;
 	if (mode == WRITE_REPLACE)
 		sqlite3_bind_text(st, i++, row, -1, SQLITE_STATIC);
-	for (size_t k = 0; k < w.n; k++) {
-		if (bind_json(st, i++, w.val[k]) != SQLITE_OK) {
+	for (size_t k = 0; k < w->n; k++) {
+		if ((w->sval ? bind_scalar(st, i++, &w->sval[k]) : bind_json(st, i++, w->val[k])) != SQLITE_OK) {
 			rc = sls_dberr(s, "bind a value");
 			sqlite3_reset(st);
-			goto out;
+			return rc;
 		}
 	}
 	if (mode == WRITE_UPDATE)
@@ -283,11 +280,77 @@ write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
 	else if (updated)
 		*updated = sqlite3_changes(s->db) > 0;
 	sqlite3_reset(st);
-out:
-	if (w.name != stack_name) {
-		free(w.name);
-		free(w.val);
+	return rc;
+}
+
+/* Arrays for a wcols of up to 16 columns without allocating. */
+typedef struct wcols_stack {
+	const char *name[16];
+	const json_t *val[16];
+} wcols_stack;
+
+/*
+ * Fills w with the fields of an object that are columns of def, but the pk,
+ * in the object's order; arrays from stk, or malloc'd when there are more
+ * than 16 (wcols_free releases them).  SL_OK or SL_ENOMEM.
+ */
+static int
+wcols_from_json(wcols *w, wcols_stack *stk, const char *pk, const json_t *cols, const json_t *fields)
+{
+	size_t size = json_object_size(fields);
+	const char *col;
+	json_t *val;
+
+	w->name = stk->name;
+	w->val = stk->val;
+	w->sval = NULL;
+	w->n = 0;
+	if (size > 16) {
+		w->name = malloc(size * sizeof(*w->name));
+		w->val = malloc(size * sizeof(*w->val));
+		if (w->name == NULL || w->val == NULL) {
+			free(w->name);
+			free(w->val);
+			w->name = stk->name;
+			w->val = stk->val;
+			return SL_ENOMEM;
+		}
 	}
+	json_object_foreach((json_t *) fields, col, val) {
+		if (strcmp(col, pk) == 0 || json_object_get(cols, col) == NULL)
+			continue;
+		w->name[w->n] = col;
+		w->val[w->n++] = val;
+	}
+	return SL_OK;
+}
+
+static void
+wcols_free(wcols *w, wcols_stack *stk)
+{
+	if (w->name != stk->name)
+		free(w->name);
+	if (w->val != stk->val)
+		free(w->val);
+}
+
+/*
+ * Writes fields (an object; those that are not columns of def are left out)
+ * as row of table, as write_cols does.
+ */
+static int
+write_fields(sl_store *s, const char *table, const json_t *def, const char *row,
+             const json_t *fields, write_mode mode, bool *updated)
+{
+	const char *pk = json_string_value(json_object_get(def, "pk"));
+	wcols_stack stk;
+	wcols w;
+	int rc;
+
+	if (wcols_from_json(&w, &stk, pk, json_object_get(def, "columns"), fields) != SL_OK)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	rc = write_cols(s, table, pk, row, &w, mode, updated);
+	wcols_free(&w, &stk);
 	return rc;
 }
 
@@ -419,22 +482,20 @@ sls_recompute(sl_store *s, const char *table, const char *row)
  * pending delete), creates the row with its fields when there is none, and
  * otherwise sets each field whose confirmed clock it beats (a pending op's
  * clock never does).  The same result as sl_merge_visible over confirmed
- * state and every pending op, without reading the row's other ops.
+ * state and every pending op, without reading the row's other ops.  w holds
+ * the op's fields that are columns (all of them, for an upsert).
  */
-int
-sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delete,
-                  const json_t *fields, uint64_t hlc)
+static int
+visible_local(sl_store *s, const char *table, const json_t *def, const char *row, bool is_delete,
+              const wcols *w, uint64_t hlc)
 {
-	json_t *def = sls_table_def(s, table), *clocks = NULL, *win = NULL;
+	const char *pk = json_string_value(json_object_get(def, "pk"));
+	json_t *clocks = NULL;
 	const sls_obrow *pr;
 	sqlite3_stmt *st;
 	bool conf_row = false, conf_alive = false, exists, updated;
-	const char *col;
-	json_t *val;
 	int rc, src;
 
-	if (def == NULL)
-		return SL_OK;
 	if (is_delete)
 		return visible_delete(s, table, def, row);
 	pr = sls_obx_row(s, table, row);
@@ -461,18 +522,25 @@ sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delet
 	/* The row exists when confirmed state has it or an earlier pending op made it. */
 	exists = conf_alive || (pr != NULL && pr->n > 1);
 	if (!exists) {
-		rc = write_fields(s, table, def, row, fields, WRITE_REPLACE, NULL);
 		json_decref(clocks);
-		return rc;
+		return write_cols(s, table, pk, row, w, WRITE_REPLACE, NULL);
 	}
 	if (conf_row && json_object_size(clocks) > 0) {
 		/* Only the fields this op wins against confirmed clocks. */
-		if ((win = json_object()) == NULL) {
+		const char **name = malloc((w->n + 1) * sizeof(*name));
+		const json_t **val = w->val ? malloc((w->n + 1) * sizeof(*val)) : NULL;
+		sls_scalar *sval = w->sval ? malloc((w->n + 1) * sizeof(*sval)) : NULL;
+		wcols win = {name, val, sval, 0};
+
+		if (name == NULL || (w->val && val == NULL) || (w->sval && sval == NULL)) {
+			free(name);
+			free(val);
+			free(sval);
 			json_decref(clocks);
 			return sls_seterr(s, SL_ENOMEM, "out of memory");
 		}
-		json_object_foreach((json_t *) fields, col, val) {
-			const json_t *c = json_object_get(clocks, col);
+		for (size_t k = 0; k < w->n; k++) {
+			const json_t *c = json_object_get(clocks, w->name[k]);
 			const json_t *ch = json_array_get(c, 0), *cc = json_array_get(c, 1);
 			uint64_t h;
 
@@ -480,19 +548,60 @@ sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delet
 			    sl_hlc_parse(json_string_value(ch), &h) == SL_OK &&
 			    sl_clock_cmp(hlc, s->client_id, h, json_string_value(cc)) <= 0)
 				continue;
-			if (json_object_set(win, col, val) != 0) {
-				json_decref(win);
-				json_decref(clocks);
-				return sls_seterr(s, SL_ENOMEM, "out of memory");
-			}
+			name[win.n] = w->name[k];
+			if (val)
+				val[win.n] = w->val[k];
+			if (sval)
+				sval[win.n] = w->sval[k];
+			win.n++;
 		}
-	}
+		rc = write_cols(s, table, pk, row, &win, WRITE_UPDATE, &updated);
+		free(name);
+		free(val);
+		free(sval);
+	} else
+		rc = write_cols(s, table, pk, row, w, WRITE_UPDATE, &updated);
 	json_decref(clocks);
-	rc = write_fields(s, table, def, row, win ? win : fields, WRITE_UPDATE, &updated);
-	json_decref(win);
 	if (rc == SL_OK && !updated)
 		rc = sls_recompute(s, table, row); /* the app's table lacked the row: write it whole */
 	return rc;
+}
+
+/* visible_local for an op whose fields are a jansson object (NULL for a delete). */
+int
+sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delete,
+                  const json_t *fields, uint64_t hlc)
+{
+	json_t *def = sls_table_def(s, table);
+	wcols_stack stk;
+	wcols w;
+	int rc;
+
+	if (def == NULL)
+		return SL_OK;
+	if (wcols_from_json(&w, &stk, json_string_value(json_object_get(def, "pk")),
+	                    json_object_get(def, "columns"), fields) != SL_OK)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	rc = visible_local(s, table, def, row, is_delete, &w, hlc);
+	wcols_free(&w, &stk);
+	return rc;
+}
+
+/*
+ * visible_local for an upsert whose fields jscan.c read (sls_scan_flat),
+ * every one of them a column of table and none its pk.  The description
+ * is looked up here: the transaction's begin may have reloaded it.
+ */
+int
+sls_visible_local_flat(sl_store *s, const char *table, const char *row, const sls_flat *f,
+                       uint64_t hlc)
+{
+	json_t *def = sls_table_def(s, table);
+	wcols w = {(const char **) f->name, NULL, f->val, f->n};
+
+	if (def == NULL)
+		return SL_OK;
+	return visible_local(s, table, def, row, false, &w, hlc);
 }
 
 /*

@@ -138,8 +138,35 @@ typedef struct sls_frame {
 	uint64_t cursor;
 } sls_frame;
 
+/* A scalar JSON value as jscan.c reads it; str points into the scanner's copy of the text. */
+typedef enum { SLS_STRING, SLS_INT, SLS_REAL, SLS_TRUE, SLS_FALSE, SLS_NULL } sls_type;
+
+typedef struct sls_scalar {
+	sls_type type;
+	const char *str; /* SLS_STRING: NUL-terminated, len bytes, valid UTF-8 */
+	size_t len;
+	json_int_t i;    /* SLS_INT */
+	double d;        /* SLS_REAL */
+} sls_scalar;
+
+/*
+ * A fields object of at most SLS_FLAT_MAX scalars with distinct names, read
+ * by jscan.c without jansson (sls_scan_flat); freed by sls_flat_free.
+ */
+#define SLS_FLAT_MAX 32
+
+typedef struct sls_flat {
+	char buf[512];   /* the copy of the text names and strings point into, when it fits */
+	char *heap;      /* owned; the copy when it does not fit, or NULL */
+	size_t n;
+	char *name[SLS_FLAT_MAX];
+	sls_scalar val[SLS_FLAT_MAX];
+} sls_flat;
+
 /* jscan.c */
 json_t *sls_scan_fields(const char *text);
+bool sls_scan_flat(const char *text, sls_flat *f);
+void sls_flat_free(sls_flat *f);
 bool sls_scan_changes(const char *text, sls_frame *f);
 void sls_frame_free(sls_frame *f);
 
@@ -181,6 +208,8 @@ int sls_recompute(sl_store *s, const char *table, const char *row);
 int sls_recompute_table(sl_store *s, const char *table);
 int sls_visible_local(sl_store *s, const char *table, const char *row, bool is_delete,
                       const json_t *fields, uint64_t hlc);
+int sls_visible_local_flat(sl_store *s, const char *table, const char *row, const sls_flat *f,
+                           uint64_t hlc);
 
 /* outbox.c */
 int sls_outbox_remove(sl_store *s, const char *op_id);
