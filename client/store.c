@@ -145,6 +145,40 @@ sls_qident(sbuf *b, const char *name)
  * its generic machinery: the store writes two such texts per row it saves.
  * On allocation failure b->oom is set.
  */
+/* Appends the n bytes at p as a JSON string, escaped as json_dumps escapes them. */
+static void
+sb_json_string(sbuf *b, const char *p, size_t n)
+{
+	const char *run = p, *end = p + n;
+	char num[8];
+
+	sls_sb_add(b, "\"", 1);
+	for (; p < end; p++) {
+		unsigned char c = (unsigned char) *p;
+		const char *esc = NULL;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		sls_sb_add(b, run, (size_t) (p - run));
+		run = p + 1;
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			snprintf(num, sizeof(num), "\\u%04X", c); /* as jansson: upper case */
+			esc = num;
+		}
+		sls_sb_str(b, esc);
+	}
+	sls_sb_add(b, run, (size_t) (end - run));
+	sls_sb_add(b, "\"", 1);
+}
+
 void
 sls_sb_json(sbuf *b, const json_t *v)
 {
@@ -159,17 +193,10 @@ sls_sb_json(sbuf *b, const json_t *v)
 
 		sls_sb_add(b, "{", 1);
 		json_object_foreach((json_t *) v, k, e) {
-			json_t *key = json_string_nocheck(k);
-
 			if (!first)
 				sls_sb_add(b, ",", 1);
 			first = false;
-			if (key == NULL) {
-				b->oom = true;
-				return;
-			}
-			sls_sb_json(b, key);
-			json_decref(key);
+			sb_json_string(b, k, strlen(k));
 			sls_sb_add(b, ":", 1);
 			sls_sb_json(b, e);
 		}
@@ -185,36 +212,9 @@ sls_sb_json(sbuf *b, const json_t *v)
 		}
 		sls_sb_add(b, "]", 1);
 		return;
-	case JSON_STRING: {
-		const char *p = json_string_value(v), *run = p, *end = p + json_string_length(v);
-
-		sls_sb_add(b, "\"", 1);
-		for (; p < end; p++) {
-			unsigned char c = (unsigned char) *p;
-			const char *esc = NULL;
-
-			if (c >= 0x20 && c != '"' && c != '\\')
-				continue;
-			sls_sb_add(b, run, (size_t) (p - run));
-			run = p + 1;
-			switch (c) {
-			case '"': esc = "\\\""; break;
-			case '\\': esc = "\\\\"; break;
-			case '\b': esc = "\\b"; break;
-			case '\f': esc = "\\f"; break;
-			case '\n': esc = "\\n"; break;
-			case '\r': esc = "\\r"; break;
-			case '\t': esc = "\\t"; break;
-			default:
-				snprintf(num, sizeof(num), "\\u%04x", c);
-				esc = num;
-			}
-			sls_sb_str(b, esc);
-		}
-		sls_sb_add(b, run, (size_t) (end - run));
-		sls_sb_add(b, "\"", 1);
+	case JSON_STRING:
+		sb_json_string(b, json_string_value(v), json_string_length(v));
 		return;
-	}
 	case JSON_INTEGER: {
 		json_int_t n = json_integer_value(v);
 		unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;

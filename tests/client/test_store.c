@@ -1423,6 +1423,30 @@ test_scanner(void)
 	       "%d disagreements, %d accepted", bad, accepted);
 	printf("client-store: the scanner read %d of 80000 mutants, jansson the rest\n", accepted);
 
+	/* The store's JSON writer (sls_sb_json) writes what json_dumps writes. */
+	{
+		static const char *const texts[] = {
+			"{\"a\":1,\"b\\\"q\":\"x\\u0001y\\n\",\"c\\\\\":[true,false,null,-5,1.5],\"\\u00e9\\t\":{\"d\":{}}}",
+			"{\"\":\"\",\"k\":\"\\ud83d\\ude00 \\u001f \\/\"}",
+		};
+
+		bad = 0;
+		for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+			json_t *v = json_loads(texts[i], 0, NULL);
+			char *want = v ? json_dumps(v, JSON_COMPACT) : NULL;
+			sbuf b = {0};
+
+			if (v != NULL)
+				sls_sb_json(&b, v);
+			if (want == NULL || b.p == NULL || strcmp(want, b.p) != 0)
+				bad++;
+			free(want);
+			free(b.p);
+			json_decref(v);
+		}
+		report("sls_sb_json writes as json_dumps (escaped keys and strings)", bad == 0, "%d differ", bad);
+	}
+
 	/* Through the store: a malformed text is SL_EINVAL and changes nothing. */
 	st = fresh("scanner.db");
 	for (size_t i = 0; i < sizeof(fields_cases) / sizeof(fields_cases[0]); i++) {
