@@ -10,7 +10,9 @@
  * which declines what it does not read (then jansson parses the text).
  *
  * Every write a public function makes runs between sls_tx_begin and
- * sls_tx_end; statements come from sls_prep and go back through sls_release.
+ * sls_tx_end; statements come from sls_prep (sls_prep_const for SQL that is
+ * a string constant) and go back through sls_release, but for rebase.c's
+ * visible-row writes, which own theirs (s->wsql).
  *
  * The outbox index: the outbox table is keyed by seq alone (one b-tree, so a
  * local write touches as few pages as possible); the lookups by op id and by
