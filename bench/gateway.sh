@@ -172,11 +172,21 @@ die() {
 
 psql_q() { cluster_psql -At "$@"; }
 
-# pick_port: a random port in 20000-60000 that nothing listens on.
+# _ephemeral_low: the first port of the kernel's ephemeral range (32768 if
+# unknown).  Ports are picked below it: one inside it may be the local end of
+# an outgoing connection, which a listener cannot bind.
+_ephemeral_low() {
+	local lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	((lo > 21000)) || lo=60000
+	echo "$lo"
+}
+
+# pick_port: a random port from 20000 up to the ephemeral range that nothing listens on.
 pick_port() {
 	local port i
 	for ((i = 0; i < 100; i++)); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % ($(_ephemeral_low) - 20000)))
 		[[ -n $(ss -ltnH "sport = :$port" 2>/dev/null) ]] || { echo "$port"; return 0; }
 	done
 	die "found no free port"

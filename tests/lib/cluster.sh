@@ -100,13 +100,23 @@ _cluster_port_free() {
 	fi
 }
 
-# _cluster_pick_port: prints a random port in 20000-60000 that looks unused.
+# _ephemeral_low: the first port of the kernel's ephemeral range (32768 if
+# unknown).  Ports are picked below it: one inside it may be the local end of
+# an outgoing connection, which a listener cannot bind.
+_ephemeral_low() {
+	local lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	((lo > 21000)) || lo=60000
+	echo "$lo"
+}
+
+# _cluster_pick_port: prints a random port from 20000 up to the ephemeral range that looks unused.
 # Another process may still take it before the server binds: cluster_start
 # retries with another port when that happens.
 _cluster_pick_port() {
 	local port i
 	for ((i = 0; i < 100; i++)); do
-		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+		port=$((20000 + (RANDOM * 32768 + RANDOM) % ($(_ephemeral_low) - 20000)))
 		_cluster_port_free "$port" && { echo "$port"; return 0; }
 	done
 	echo "cluster: found no free port" >&2

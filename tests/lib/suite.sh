@@ -136,9 +136,13 @@ port_open() {
 }
 
 free_port() {
-	local p i
+	local lo=32768 p i
+	# Below the kernel's ephemeral ports: one of those may be the local end
+	# of an outgoing connection, which a listener cannot bind.
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	((lo > 21000)) || lo=60000
 	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % (lo - 20000)))
 		if ! port_open "$p"; then
 			echo "$p"
 			return 0
