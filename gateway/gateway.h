@@ -39,6 +39,7 @@ typedef struct sl_config {
 	int hello_timeout_s;       /* --hello-timeout, default 10 */
 	int idle_timeout_s;        /* --idle-timeout, default 60 */
 	size_t send_queue_bytes;   /* --send-queue-bytes, default 1 MiB */
+	int socket_send_buffer;    /* --socket-send-buffer: SO_SNDBUF of client sockets, 0: the kernel's */
 	char **origins;            /* --allow-origin, NULL-terminated, or NULL: any */
 } sl_config;
 

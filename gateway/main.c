@@ -339,6 +339,10 @@ usage(FILE *f)
 	        "                          for SECS (default 60; 0: never)\n"
 	        "  --send-queue-bytes N    bytes queued for one client at most (default 1048576);\n"
 	        "                          a client past it is caught up from the database later\n"
+	        "  --socket-send-buffer N  SO_SNDBUF of each client's socket (default 0: the\n"
+	        "                          kernel's, which grows up to net.ipv4.tcp_wmem's max);\n"
+	        "                          bounds what the kernel holds for a client that stops\n"
+	        "                          reading before --send-queue-bytes counts\n"
 	        "  --max-frame-bytes N     largest incoming message (default 1048576)\n"
 	        "  --max-push-ops N        most ops in one push (default 1000)\n");
 }
@@ -451,6 +455,11 @@ main(int argc, char **argv)
 			if ((v = num_arg(argv[i], argv[i + 1], 4096, 1LL << 32)) < 0)
 				return 2;
 			sl_gw.cfg.send_queue_bytes = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--socket-send-buffer")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 0, 64LL << 20)) < 0)
+				return 2;
+			sl_gw.cfg.socket_send_buffer = (int) v;
 			i++;
 		} else if (!strcmp(argv[i], "--max-frame-bytes")) {
 			if ((v = num_arg(argv[i], argv[i + 1], 1024, 64LL << 20)) < 0)

@@ -47,9 +47,11 @@
  */
 #include "gateway.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Changes read per query, for a backlog and for one fan-out round. */
 #define SL_CHANGES_PER_QUERY 1000
@@ -1648,6 +1650,22 @@ on_writeable(sl_sess *s, struct lws *wsi)
 	return 0;
 }
 
+/*
+ * --socket-send-buffer: fixes the socket's SO_SNDBUF (which also turns off the
+ * kernel's growing of it), so that what a client that stops reading leaves in
+ * the kernel is bounded too, and small enough that its send queue, not the
+ * kernel, takes the backlog and the session falls behind (caught up from the
+ * database) soon.  Left to the kernel when 0.  A failure is logged, not fatal.
+ */
+static void
+set_send_buffer(sl_sess *s)
+{
+	int n = sl_gw.cfg.socket_send_buffer;
+	if (n > 0 && setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_SNDBUF, &n, sizeof n) != 0)
+		sl_gw_log("session %llu peer=%s: SO_SNDBUF %d: %s", (unsigned long long) s->id, s->peer, n,
+		          strerror(errno));
+}
+
 int
 sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                     void *in, size_t len)
@@ -1671,6 +1689,7 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		sess_table[s->id & (SL_SESS_BUCKETS - 1)] = s;
 		sl_gw.n_sessions++;
 		sl_gw_log("session %llu peer=%s: connect", (unsigned long long) s->id, s->peer);
+		set_send_buffer(s);
 		break;
 
 	case LWS_CALLBACK_RECEIVE:
