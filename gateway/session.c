@@ -32,6 +32,10 @@
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
  *     it further.
+ * Before a byte counts against the bound, the kernel takes what the client's
+ * socket will hold; with cfg.socket_send_buffer that is fixed at ESTABLISHED
+ * (set_send_buffer()), else Linux grows it up to tcp_wmem's max for a socket
+ * that stalls.
  * A snapshot is read a page at a time (synclog.snapshot_page, at most 500 rows
  * and half the bound in bytes), the next page only once the queue is below
  * half the bound, so it is bounded too.  Changes are read at most 1000 and

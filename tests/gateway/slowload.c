@@ -13,7 +13,7 @@
  *
  *   slowload sub --port P --token T --group G --cursor C [--conns N]
  *                --expect FILE [--timeout S] [--rcvbuf B]
- *                [--warm-ops W] [--window-ops K]
+ *                [--warm-ops W] [--window-ops K] [--extra-group PREFIX]
  *   slowload pub --port P --token T --group G --rate R --seconds S
  *                [--pad BYTES] [--prefix HEX]
  *
@@ -34,7 +34,11 @@
  *   samples= p50_ms= p99_ms= max_ms= windows= win_p50_ms=a/b/.. win_p99_ms=
  *   med_win_p50_ms= med_win_p99_ms= catchup_ms=" (catchup_ms: from reading
  *   FILE to complete; -1 if not).  Exit 0 when every connection completed.
- *   --rcvbuf sets SO_RCVBUF before connecting.
+ *   --rcvbuf sets SO_RCVBUF before connecting.  With --extra-group,
+ *   connection k also asks for group PREFIXk (in which nothing is written),
+ *   so that its set of groups is its own: the gateway shares a changes frame
+ *   only between sessions of the same groups, so each such connection's
+ *   queue holds frames of its own, as clients of different teams would.
  *
  * pub: one connection, hello with groups ["-"] (granted nothing, so it gets
  *   no changes), prints "ready"; then pushes op n = 1, 2, ... one op per
@@ -123,6 +127,7 @@ static struct {
 	double seconds;
 	int pad;
 	const char *prefix;
+	const char *extra_group;
 } opt = {
 	.host = "127.0.0.1", .nconns = 1, .group = "g", .timeout = 60, .window_ops = 1000000000L,
 	.rate = 50, .seconds = 10, .pad = 1000, .prefix = "op",
@@ -468,15 +473,17 @@ hlc_now(char out[17])
 static void
 send_hello(conn *c)
 {
-	char buf[1024], hlc[17];
+	char buf[1024], hlc[17], extra[160] = "";
 	int n;
 
+	if (opt.extra_group)
+		snprintf(extra, sizeof extra, ",\"%s%d\"", opt.extra_group, c->idx);
 	hlc_now(hlc);
 	n = snprintf(buf, sizeof buf,
 	             "{\"type\":\"hello\",\"client_id\":\"slowload-%d-%s-%d\",\"token\":\"%s\","
-	             "\"groups\":[\"%s\"],\"cursor\":%llu,\"hlc\":\"%s\"}",
+	             "\"groups\":[\"%s\"%s],\"cursor\":%llu,\"hlc\":\"%s\"}",
 	             (int) getpid(), opt.mode == M_PUB ? "pub" : "sub", c->idx, opt.token,
-	             opt.mode == M_PUB ? "-" : opt.group, opt.cursor, hlc);
+	             opt.mode == M_PUB ? "-" : opt.group, extra, opt.cursor, hlc);
 	c->st = C_HELLO;
 	c->last_seq = opt.cursor;
 	send_text(c, buf, (size_t) n);
@@ -1095,6 +1102,7 @@ usage(FILE *f)
 	fprintf(f,
 	        "usage: slowload sub --port P --token T --group G --cursor C [--conns N] --expect FILE\n"
 	        "                    [--timeout S] [--rcvbuf B] [--warm-ops W] [--window-ops K] [--host H]\n"
+	        "                    [--extra-group PREFIX]\n"
 	        "       slowload pub --port P --token T --group G --rate R --seconds S [--pad BYTES]\n"
 	        "                    [--prefix ROWPREFIX] [--host H]\n");
 }
@@ -1118,6 +1126,7 @@ main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 's' },
 		{ "pad", required_argument, NULL, 'P' },
 		{ "prefix", required_argument, NULL, 'x' },
+		{ "extra-group", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1146,6 +1155,7 @@ main(int argc, char **argv)
 		case 's': opt.seconds = atof(optarg); break;
 		case 'P': opt.pad = atoi(optarg); break;
 		case 'x': opt.prefix = optarg; break;
+		case 'X': opt.extra_group = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
