@@ -26,8 +26,8 @@
  *   - a changes frame that would take the queue past the bound is not queued:
  *     the session falls "behind" (it leaves the fan-out, its cursor stays at
  *     the last change queued) and, once its queue has drained to half the
- *     bound, it is caught up from the database by cursor, 1000 changes a
- *     query, and rejoins the fan-out;
+ *     bound, it is caught up from the database by cursor, a query at a
+ *     time, and rejoins the fan-out;
  *   - other frames (ack, pong, error) are always queued, but past the bound
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
@@ -38,8 +38,9 @@
  * that stalls.
  * A snapshot is read a page at a time (synclog.snapshot_page, at most 500 rows
  * and half the bound in bytes), the next page only once the queue is below
- * half the bound, so it is bounded too.  Changes are read at most 1000 and
- * half the bound in bytes at a time (see changes_sql).
+ * half the bound, so it is bounded too.  Changes are read at most 1000 (fewer
+ * when they are large: changes_max()) and half the bound in bytes at a time
+ * (see changes_sql).
  *
  * Timers: every second a sweep closes sessions that sent no hello within
  * cfg.hello_timeout_s, sends a WebSocket ping to sessions silent for half of
@@ -57,7 +58,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* Changes read per query, for a backlog and for one fan-out round. */
+/* Changes read per query at most, for a backlog and for one fan-out round
+ * (fewer when they are large: see changes_max()). */
 #define SL_CHANGES_PER_QUERY 1000
 /* Pushes of one session waiting for the database before it is not read. */
 #define SL_PUSH_MAX_INFLIGHT 16
@@ -132,6 +134,7 @@ typedef struct sl_pending {
 	uint64_t sid;
 	sl_pending_kind kind;
 	size_t bytes;     /* PQ_PUSH: the frame's length */
+	int max;          /* PQ_BACKLOG: the changes asked for */
 } sl_pending;
 
 static sl_sess *sess_table[SL_SESS_BUCKETS];
@@ -411,6 +414,7 @@ pending_new(sl_sess *s, sl_pending_kind k)
 		p->sid = s->id;
 		p->kind = k;
 		p->bytes = 0;
+		p->max = 0;
 	}
 	return p;
 }
@@ -630,9 +634,33 @@ typedef struct sl_chgs {
 	sl_chg *v;        /* malloc'd */
 } sl_chgs;
 
-/* Reads an answer of changes_sql; false (with *why) when it is not one. */
+/*
+ * How many changes to ask changes_sql for.  Its byte bound cuts the answer at
+ * half of --send-queue-bytes, but synclog.changes() builds every change asked
+ * for first: 1000 changes of 1 kB each for a cut at 128 kB is eight times the
+ * work kept, which a crowd of clients catching up after a stall pays for on
+ * every query.  So the count follows the average size of the changes lately
+ * read (chg_len_avg, bytes of text; 0 before the first), with a quarter more
+ * for headroom, between 16 and SL_CHANGES_PER_QUERY.  An answer that returns
+ * every change asked for is read again from its cursor (chgs_read's `more`),
+ * so a low guess costs a query, never a change.
+ */
+static size_t chg_len_avg;
+
+static int
+changes_max(void)
+{
+	if (chg_len_avg == 0)
+		return SL_CHANGES_PER_QUERY;
+	size_t n = sl_gw.cfg.send_queue_bytes / 2 / chg_len_avg;
+	n += n / 4 + 1;
+	return n < 16 ? 16 : n > SL_CHANGES_PER_QUERY ? SL_CHANGES_PER_QUERY : (int) n;
+}
+
+/* Reads an answer of changes_sql for `max` changes; false (with *why) when it
+ * is not one. */
 static bool
-chgs_read(PGresult *res, const char *error, sl_chgs *out, char *why, size_t whysz)
+chgs_read(PGresult *res, const char *error, int max, sl_chgs *out, char *why, size_t whysz)
 {
 	memset(out, 0, sizeof *out);
 	if (error || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 ||
@@ -652,19 +680,24 @@ chgs_read(PGresult *res, const char *error, sl_chgs *out, char *why, size_t whys
 		snprintf(why, whysz, "out of memory");
 		return false;
 	}
+	size_t bytes = 0;
 	for (int i = 0; i < rows; i++) {
 		sl_chg *c = &out->v[out->n++];
 		c->seq = strtoull(PQgetvalue(res, i, 2), NULL, 10);
 		c->grp = PQgetvalue(res, i, 3);
 		c->text = PQgetvalue(res, i, 4);
 		c->len = (size_t) PQgetlength(res, i, 4);
+		bytes += c->len;
 	}
+	/* the estimate moves halfway to this answer's average */
+	size_t avg = bytes / (size_t) rows + 1;
+	chg_len_avg = chg_len_avg ? (chg_len_avg + avg) / 2 : avg;
 	long total = strtol(PQgetvalue(res, 0, 5), NULL, 10);
 	if (total > rows) {
 		out->cursor = out->v[out->n - 1].seq;
 		out->more = true;
 	} else {
-		out->more = total >= SL_CHANGES_PER_QUERY;
+		out->more = total >= max;
 	}
 	return true;
 }
@@ -808,7 +841,10 @@ backlog_next(sl_sess *s)
 		s->snap_table = s->snap_row = NULL;
 	}
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) s->cursor);
-	snprintf(max, sizeof max, "%d", snap ? SL_SNAPSHOT_PAGE_ROWS : SL_CHANGES_PER_QUERY);
+	int nmax = snap ? SL_SNAPSHOT_PAGE_ROWS : changes_max();
+	snprintf(max, sizeof max, "%d", nmax);
+	if (p)
+		p->max = nmax;
 	if (lit && p) {
 		if (snap) {
 			char bytes[32];
@@ -889,6 +925,7 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 	sl_pending *p = arg;
 	sl_sess *s = sess_find(p->sid);
 	sl_pending_kind kind = p->kind;
+	int max = p->max;
 	free(p);
 	if (!s)
 		return;
@@ -907,7 +944,7 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 	}
 
 	sl_chgs c;
-	if (!chgs_read(res, error, &c, why, sizeof why))
+	if (!chgs_read(res, error, max, &c, why, sizeof why))
 		goto failed;
 	if (c.snapshot_required) {
 		sl_gw_log("session %llu client_id=%s: cursor %llu is no longer in the log; sending a snapshot",
@@ -965,9 +1002,9 @@ failed:
  * Live changes.  On each NOTIFY synclog (and on each reconnection of the
  * listener, and when a session joins the fan-out) one query reads, for all
  * live sessions together, changes_sql(union of their groups, lowest of their
- * cursors, 1000) on dbs[0].  At most one such query is in flight; a wake-up
- * while it runs sets `again`, which runs one more after it.  So database work
- * grows with changes, not with sessions.
+ * cursors, changes_max()) on dbs[0].  At most one such query is in flight; a
+ * wake-up while it runs sets `again`, which runs one more after it.  So
+ * database work grows with changes, not with sessions.
  *
  * With the answer, each live session whose cursor is at least the query's
  * `after` gets one frame holding the changes of its granted groups above its
@@ -981,6 +1018,7 @@ failed:
  */
 typedef struct sl_fanout_q {
 	uint64_t after;
+	int max;          /* the changes asked for */
 } sl_fanout_q;
 
 /* A frame built for one (groups, cursor) in a round. */
@@ -1021,12 +1059,14 @@ fanout_run(void)
 	sl_fanout_q *q = malloc(sizeof *q);
 	char cur[32], max[16];
 	snprintf(cur, sizeof cur, "%llu", (unsigned long long) after);
-	snprintf(max, sizeof max, "%d", SL_CHANGES_PER_QUERY);
+	int nmax = changes_max();
+	snprintf(max, sizeof max, "%d", nmax);
 	char bytes[32];
 	snprintf(bytes, sizeof bytes, "%zu", sl_gw.cfg.send_queue_bytes / 2);
 	const char *params[4] = { lit, cur, max, bytes };
 	if (lit && q) {
 		q->after = after;
+		q->max = nmax;
 		if (sl_gw_query(0, changes_sql, 4, params, on_fanout_result, q) == 0) {
 			fo.running = true;
 			q = NULL;
@@ -1108,12 +1148,13 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 {
 	sl_fanout_q *q = arg;
 	uint64_t after = q->after;
+	int max = q->max;
 	free(q);
 	fo.running = false;
 
 	sl_chgs c;
 	char why[200];
-	if (!chgs_read(res, error, &c, why, sizeof why)) {
+	if (!chgs_read(res, error, max, &c, why, sizeof why)) {
 		sl_gw_log("fan-out query failed: %s", why);
 		return; /* the next notification or reconnection tries again */
 	}
