@@ -110,9 +110,9 @@ DB="slowc_$$"
 pids=() # every slowload process started and not yet reaped
 rss_pid=""
 kill_load() {
-	suite_kill "${pids[@]}" ${rss_pid:+"$rss_pid"}
+	rss_stop
+	suite_kill "${pids[@]}"
 	pids=()
-	rss_pid=""
 }
 suite_at_exit kill_load
 
@@ -200,11 +200,25 @@ wait_pids() {
 	suite_kill "$@"
 }
 
-# rss_sample PID: prints the VmRSS (kB) of PID every 200 ms while it lives.
+# rss_sample PID: prints the VmRSS (kB) of PID every 200 ms while it lives
+# and $tmp/rss.stop does not exist.  rss_stop ends it: by the file, so that
+# it is never killed with a child (a sleep) that would outlive it.
 rss_sample() {
-	while awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; do
+	while [[ ! -e $tmp/rss.stop ]] && awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; do
 		sleep 0.2
 	done
+}
+rss_stop() {
+	local i
+	[[ -n $rss_pid ]] || return 0
+	touch "$tmp/rss.stop"
+	for ((i = 0; i < 20; i++)); do
+		[[ $(ps -o stat= -p "$rss_pid" 2>/dev/null) =~ ^[^Z] ]] || break
+		sleep 0.1
+	done
+	suite_kill "$rss_pid"
+	rss_pid=""
+	rm -f "$tmp/rss.stop"
 }
 
 # run NAME STOP SECS: one run of SECS seconds of pushes (after the warm-up);
@@ -274,8 +288,7 @@ run() {
 	((stop)) && kill -CONT "${stop_pids[@]}"
 	wait_pids 90 "$main_pid" "${stop_pids[@]}"
 	catchup_wall_ms=$(($(now_ms) - t_cont))
-	suite_kill "$rss_pid"
-	rss_pid=""
+	rss_stop
 	pids=()
 }
 
