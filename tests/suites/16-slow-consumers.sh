@@ -59,7 +59,9 @@
 #   3. stopped run: every one of the 50 stopped connections fell "behind" in
 #      the gateway's log (its send queue reached --send-queue-bytes; it is
 #      caught up from the database later), none of the 950: the bound was
-#      reached for real, and only by the stopped ones;
+#      reached for real, and only by the stopped ones (it takes about 16 s of
+#      pushes: 128 kB of socket buffer each side, then the 256 kB queue; with
+#      SLOW_SECONDS under 30 this check has no time to pass);
 #   4. stopped run: the gateway's peak VmRSS, sampled every 200 ms from just
 #      before the first push until the stopped clients have caught up, stays
 #      under the bound its configuration sets:
@@ -174,14 +176,16 @@ field() {
 	grep -m 1 '^result ' "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-# wait_ready FILE SECS: true once FILE has a line starting "ready".
+# wait_ready FILE SECS PID: true once FILE has a line starting "ready";
+# false after SECS seconds without, or once PID (writing FILE) has exited.
 wait_ready() {
 	local end=$(($(now_ms) + $2 * 1000))
 	while (($(now_ms) < end)); do
 		grep -q '^ready' "$1" 2>/dev/null && return 0
+		[[ $(ps -o stat= -p "$3" 2>/dev/null) =~ ^[^Z] ]] || break
 		sleep 0.1
 	done
-	return 1
+	grep -q '^ready' "$1" 2>/dev/null
 }
 
 # wait_pids SECS PID...: waits until every PID has exited (SECS at most),
@@ -226,7 +230,7 @@ rss_stop() {
 # $tmp/NAME-*.out, the RSS samples in $tmp/NAME.rss, and sets run_ok=0 when
 # the load could not be set up (the reason printed).
 run() {
-	local name=$1 stop=$2 secs=$3 c0 final count i main_pid stop_pids=() t_cont
+	local name=$1 stop=$2 secs=$3 c0 final count i f p main_pid stop_pids=() t_cont
 	run_ok=1
 	c0=$(sql -c "SELECT synclog.wait_sequenced()") || { run_ok=0; return; }
 	local common=(--port "$port" --token "$tok_sub" --group g --cursor "$c0"
@@ -240,9 +244,12 @@ run() {
 		stop_pids+=($!)
 		pids+=($!)
 	done
-	for f in "$tmp/$name-main.out" "$tmp/$name"-stop*.out; do
-		if ! wait_ready "$f" 120; then
-			echo "--- $name: $(basename "$f") not ready within 120 s:"
+	for ((i = 0; i <= NSTOP_PROCS; i++)); do
+		if ((i == 0)); then f=$tmp/$name-main.out p=$main_pid; else
+			f=$tmp/$name-stop$((i - 1)).out p=${stop_pids[i - 1]}
+		fi
+		if ! wait_ready "$f" 120 "$p"; then
+			echo "--- $name: $(basename "$f") not ready (120 s at most):"
 			tail -n 5 "${f%.out}.err"
 			run_ok=0
 			return
