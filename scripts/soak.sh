@@ -61,8 +61,8 @@ source "$REPO/tests/lib/cluster.sh"
 gateway="$REPO/build/gateway/synclog-gateway-asan"
 soak="$REPO/build/soak/soak"
 proxy="$REPO/build/soak/faultproxy"
-dir=${SOAK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/synclog-soak.XXXXXX")}
-mkdir -p "$dir" || exit 1
+rundir=${SOAK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/synclog-soak.XXXXXX")}
+mkdir -p "$rundir" || exit 1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
@@ -82,9 +82,9 @@ stop_all() {
 	[[ -n $proxy_pid ]] && kill -TERM "$proxy_pid" 2>/dev/null
 	wait 2>/dev/null
 	if ((passed)) && [[ $SOAK_KEEP != 1 && -z ${SOAK_DIR:-} ]]; then
-		rm -rf "$dir"
+		rm -rf "$rundir"
 	else
-		say "run directory kept: $dir"
+		say "run directory kept: $rundir"
 	fi
 }
 
@@ -106,7 +106,7 @@ free_port() {
 gw_start() {
 	local i=$1 log k n
 	gw_starts[i]=$((gw_starts[i] + 1))
-	log="$dir/gw$i.log"
+	log="$rundir/gw$i.log"
 	n=$(grep -c "database connected" "$log" 2>/dev/null)
 	"$gateway" --listen "127.0.0.1:${gw_port[i]}" --db "$conninfo" 2>>"$log" &
 	gw_pid[i]=$!
@@ -138,11 +138,11 @@ die() {
 	exit 1
 }
 
-say "seed=$SOAK_SEED clients=$SOAK_CLIENTS seconds=$SOAK_SECONDS rows=$SOAK_ROWS dir=$dir"
+say "seed=$SOAK_SEED clients=$SOAK_CLIENTS seconds=$SOAK_SECONDS rows=$SOAK_ROWS dir=$rundir"
 
 if ! { make --no-print-directory -C "$REPO/gateway" gateway-asan &&
-	make --no-print-directory -C "$REPO/tests/soak"; } >"$dir/build.log" 2>&1; then
-	cat "$dir/build.log"
+	make --no-print-directory -C "$REPO/tests/soak"; } >"$rundir/build.log" 2>&1; then
+	cat "$rundir/build.log"
 	die "build failed (output above)"
 fi
 
@@ -165,18 +165,18 @@ gw_start 0 && gw_start 1 || die "gateways did not start"
 RANDOM=$SOAK_SEED
 # shellcheck disable=SC2086 # the fault options are meant to be split
 "$proxy" --listen "$pport" --upstream "127.0.0.1:${gw_port[0]}" --upstream "127.0.0.1:${gw_port[1]}" \
-	--seed "$SOAK_SEED" $SOAK_PROXY_FAULTS 2>"$dir/proxy.log" &
+	--seed "$SOAK_SEED" $SOAK_PROXY_FAULTS 2>"$rundir/proxy.log" &
 proxy_pid=$!
 for ((k = 0; k < 50; k++)); do
-	grep -q "listening" "$dir/proxy.log" 2>/dev/null && break
+	grep -q "listening" "$rundir/proxy.log" 2>/dev/null && break
 	kill -0 "$proxy_pid" 2>/dev/null || break
 	sleep 0.1
 done
-grep -q "listening" "$dir/proxy.log" || { cat "$dir/proxy.log"; die "the fault proxy did not start"; }
+grep -q "listening" "$rundir/proxy.log" || { cat "$rundir/proxy.log"; die "the fault proxy did not start"; }
 
 for ((i = 0; i < SOAK_CLIENTS; i++)); do
-	"$soak" client --url "ws://127.0.0.1:$pport/" --token "$token" --group soak --dir "$dir" \
-		--index "$i" --rows "$SOAK_ROWS" --seed "$SOAK_SEED" 2>"$dir/client-$i.err" &
+	"$soak" client --url "ws://127.0.0.1:$pport/" --token "$token" --group soak --dir "$rundir" \
+		--index "$i" --rows "$SOAK_ROWS" --seed "$SOAK_SEED" 2>"$rundir/client-$i.err" &
 	client_pids+=($!)
 done
 
@@ -199,7 +199,7 @@ while :; do
 	((el >= SOAK_SECONDS)) && break
 	for ((i = 0; i < SOAK_CLIENTS; i++)); do
 		kill -0 "${client_pids[i]}" 2>/dev/null && continue
-		tail -n 5 "$dir/client-$i.err"
+		tail -n 5 "$rundir/client-$i.err"
 		die "client $i died during the run (its stderr above)"
 	done
 	if [[ -n $down ]] && ((el >= up_at)); then
@@ -228,7 +228,7 @@ while :; do
 	fi
 	if ((el - last_report >= 30)); then
 		last_report=$el
-		say "t=${el}s: $(cat "$dir"/ops-*.log 2>/dev/null | wc -l) ops made, server cursor $(q -c 'SELECT synclog.cursor()' 2>/dev/null || echo '?')"
+		say "t=${el}s: $(cat "$rundir"/ops-*.log 2>/dev/null | wc -l) ops made, server cursor $(q -c 'SELECT synclog.cursor()' 2>/dev/null || echo '?')"
 	fi
 	sleep 0.2
 done
@@ -238,13 +238,13 @@ done
 kill -USR1 "$proxy_pid"
 [[ -n $down ]] && { gw_start "$down" || die "gateway $down did not restart"; }
 last_fault_ms=$(now_ms)
-touch "$dir/quiet"
+touch "$rundir/quiet"
 say "quiet: faults off, waiting for every outbox to drain"
 deadline=$(($(date +%s) + 300))
 for ((i = 0; i < SOAK_CLIENTS; i++)); do
-	while [[ ! -e $dir/drained-$i ]]; do
+	while [[ ! -e $rundir/drained-$i ]]; do
 		if ! kill -0 "${client_pids[i]}" 2>/dev/null; then
-			tail -n 5 "$dir/client-$i.err"
+			tail -n 5 "$rundir/client-$i.err"
 			die "client $i died while draining (its stderr above)"
 		fi
 		(($(date +%s) < deadline)) || die "client $i did not drain within 300 s"
@@ -262,13 +262,13 @@ done
 new_seq=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'synclog sequencer' AND datname = 'soak'")
 [[ -n $new_seq && $new_seq != "${seq_killed_pid:-}" ]] || say "note: no new sequencer process seen (pid '${new_seq}')"
 final=$(q -c "SELECT synclog.cursor()")
-echo "$final" >"$dir/final.tmp" && mv "$dir/final.tmp" "$dir/final"
+echo "$final" >"$rundir/final.tmp" && mv "$rundir/final.tmp" "$rundir/final"
 say "all drained; final cursor $final; waiting for every client to reach it"
 for ((i = 0; i < SOAK_CLIENTS; i++)); do
 	wait "${client_pids[i]}"
 	st=$?
 	if ((st != 0)); then
-		tail -n 5 "$dir/client-$i.err"
+		tail -n 5 "$rundir/client-$i.err"
 		die "client $i exited with status $st (its stderr above)"
 	fi
 done
@@ -276,10 +276,10 @@ client_pids=()
 
 kill -HUP "$proxy_pid"
 sleep 0.3
-proxy_stats=$(grep '^faultproxy: connections=' "$dir/proxy.log" | tail -n 1)
+proxy_stats=$(grep '^faultproxy: connections=' "$rundir/proxy.log" | tail -n 1)
 say "faults made: gateway_kills=$gw_kills pg_restarts=$pg_restarts sequencer_kills=$seq_kills; ${proxy_stats#faultproxy: }"
 
-"$soak" check --dir "$dir" --clients "$SOAK_CLIENTS" --conninfo "$conninfo" --seed "$SOAK_SEED" \
+"$soak" check --dir "$rundir" --clients "$SOAK_CLIENTS" --conninfo "$conninfo" --seed "$SOAK_SEED" \
 	--last-fault-ms "$last_fault_ms"
 st=$?
 
@@ -291,10 +291,31 @@ for i in 0 1; do
 		gw_pid[i]=""
 	fi
 done
-if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$dir"/gw*.log "$dir"/client-*.err >/dev/null 2>&1; then
-	grep -E -A5 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$dir"/gw*.log "$dir"/client-*.err | head -40
+if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$rundir"/gw*.log "$rundir"/client-*.err >/dev/null 2>&1; then
+	grep -E -A5 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$rundir"/gw*.log "$rundir"/client-*.err | head -40
 	die "a sanitizer report (above)"
 fi
 ((st == 0)) || die "the judge found a failure (above)"
+
+# SOAK_JUDGE_SELFTEST=1 (suite 60): the judge must see damage done behind its
+# back.  A row changed with the capture trigger off (no op logged) must break
+# the oracle and the replicas' equality; an acked op deleted from the op log
+# must count as lost and leave a seq gap.
+if [[ ${SOAK_JUDGE_SELFTEST:-0} == 1 ]]; then
+	judge() {
+		"$soak" check --dir "$rundir" --clients "$SOAK_CLIENTS" --conninfo "$conninfo" --seed "$SOAK_SEED" 2>"$rundir/judge.err"
+	}
+	q -c "SET session_replication_role = replica;
+	      UPDATE items SET title = 'tampered' WHERE id = (SELECT min(id) FROM items)" >/dev/null ||
+		die "judge self-test: cannot tamper with items"
+	out=$(judge) && die "judge self-test: a tampered row passed: $out"
+	[[ $out == *" oracle=FAILED"* && $out == *" replicas_identical=0/$SOAK_CLIENTS "* ]] ||
+		die "judge self-test: a tampered row gave: $out"
+	q -c "DELETE FROM synclog.ops WHERE op_id = (SELECT op_id FROM synclog.ops WHERE seq = 2)" >/dev/null ||
+		die "judge self-test: cannot delete an op"
+	out=$(judge) && die "judge self-test: a deleted op passed: $out"
+	[[ $out == *" lost=1 "* && $out == *" seq_gaps=1 "* ]] || die "judge self-test: a deleted op gave: $out"
+	say "judge self-test: a row changed behind synclog's back and an op deleted from the log were both caught"
+fi
 passed=1
 say "PASSED"

@@ -868,6 +868,17 @@ cmd_check(void)
 		fprintf(stderr, "soak: clients received %lld changes twice or out of order\n", client_dups);
 	if (!ok)
 		fprintf(stderr, "soak: FAILED; replay with SOAK_SEED=%llu\n", o_seed);
+	for (size_t k = 0; k < n_rows; k++)
+		for (int c = 0; c < N_COLS; c++)
+			free(rows[k].value[c]);
+	for (size_t k = 0; k < n_recs; k++)
+		json_decref(recs[k].fields);
+	free(rows);
+	free(recs);
+	json_decref(model);
+	json_decref(rec_index);
+	free(server_dump);
+	free(expected_dump);
 	free(conv);
 	return ok ? 0 : 1;
 }

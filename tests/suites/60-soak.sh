@@ -21,7 +21,10 @@
 #     restart, the sequencer kill, and the proxy reset and sliced
 #     connections;
 #   - some ops were refused (negative prio, row_deleted) and some acked, so
-#     both paths ran.
+#     both paths ran;
+#   - the judge itself catches damage (SOAK_JUDGE_SELFTEST=1): a row changed
+#     with the capture trigger off fails the oracle and the replicas, an acked
+#     op deleted from the op log counts as lost and as a seq gap.
 
 set -uo pipefail
 
@@ -29,6 +32,7 @@ REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 export SOAK_SECONDS=${SOAK_SECONDS:-45}
 export SOAK_CLIENTS=${SOAK_CLIENTS:-6}
 export SOAK_SEED=${SOAK_SEED:-$(((RANDOM << 15) | RANDOM))}
+export SOAK_JUDGE_SELFTEST=1
 failed=0
 out=$(mktemp "${TMPDIR:-/tmp}/synclog-soak60.XXXXXX")
 trap 'rm -f "$out"' EXIT
@@ -66,4 +70,6 @@ if (($(field rejected) > 0 && $(field acked) > 0)); then
 else
 	fail "both acks and refusals (acked=$(field acked) rejected=$(field rejected))"
 fi
+grep -q '^soak: judge self-test: .* caught' "$out" && pass "the judge catches a tampered row and a deleted op" ||
+	fail "judge self-test"
 exit $failed
