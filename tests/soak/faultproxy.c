@@ -482,6 +482,23 @@ flow_clear(struct flow *f)
 }
 
 /*
+ * Reads and drops what fd has received and not been read (a bounded number
+ * of reads).  Linux answers close() on a socket holding unread bytes with an
+ * RST and drops what its send buffer still held, so a clean close must drain
+ * first or the peer loses the last bytes we forwarded to it.
+ */
+static void
+drain(int fd)
+{
+	unsigned char buf[READ_SIZE];
+	int			i;
+
+	for (i = 0; i < 1024; i++)
+		if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/*
  * Ends connection c: closes both sockets (with SO_LINGER 0, so an RST, when
  * reset is true) and frees what its flows held.  c stays in the list as
  * CONN_DONE until the end of the loop's pass.  Cannot fail.
@@ -500,6 +517,8 @@ conn_end(struct conn *c, bool reset, const char *why)
 			continue;
 		if (reset)
 			(void) setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		else
+			drain(c->fd[s]);
 		close(c->fd[s]);
 		c->fd[s] = -1;
 		flow_clear(&c->flow[s]);
