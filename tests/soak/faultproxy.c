@@ -35,9 +35,12 @@
  *
  * Closing: when a side reaches end of file, what the other flow still holds
  * for the closed side is dropped (it has no reader), the flow towards the
- * other side is flushed, and then both sockets are closed.  A side that
- * resets (or a write that fails) ends the connection at once, with SO_LINGER
- * 0 on the other side too, so the reset travels on.
+ * other side is flushed, and then the closed side's socket is closed and the
+ * other one shut down for writing (a FIN once the kernel has sent what it
+ * holds); that side is then read and its bytes dropped until it closes too,
+ * LINGER_MS at most (CONN_LINGER: see conn_end for why).  A side that resets
+ * (or a write that fails) ends the connection at once, with SO_LINGER 0 on
+ * the other side too, so the reset travels on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,12 +71,16 @@
 #define SLICE_MAX 64			/* slice pieces are 1..SLICE_MAX bytes */
 #define SLICE_GAP_MAX_MS 2		/* with 0..SLICE_GAP_MAX_MS ms between */
 #define ACCEPT_PAUSE_MS 100		/* after EMFILE/ENFILE */
+#define LINGER_MS 10000			/* at most, in CONN_LINGER */
 #define RANGE_MAX_MS 3600000		/* one hour: a sane bound for ranges */
 
 enum conn_state
 {
 	CONN_CONNECTING,			/* client accepted, upstream connect() in progress */
 	CONN_OPEN,					/* both sides connected, flows running */
+	CONN_LINGER,				/* ended cleanly: a side that did not close is
+								 * shut down for writing, and read and dropped
+								 * until it closes too (or LINGER_MS pass) */
 	CONN_DONE					/* sockets closed; freed at the end of the pass */
 };
 
@@ -122,7 +129,8 @@ struct conn
 	int			tries;			/* upstreams tried so far, the current one
 								 * included */
 	int			up;				/* the upstream being tried or in use */
-	int64_t		deadline;		/* connect() timeout (monotonic ms) */
+	int64_t		deadline;		/* connect() timeout, or the end of
+								 * CONN_LINGER (monotonic ms) */
 	char		peer[64];		/* the client's address, for the log */
 };
 
@@ -483,25 +491,48 @@ flow_clear(struct flow *f)
 
 /*
  * Reads and drops what fd has received and not been read (a bounded number
- * of reads).  Linux answers close() on a socket holding unread bytes with an
- * RST and drops what its send buffer still held, so a clean close must drain
- * first or the peer loses the last bytes we forwarded to it.
+ * of reads).  Returns false once fd has reached end of file or failed.
  */
-static void
+static bool
 drain(int fd)
 {
 	unsigned char buf[READ_SIZE];
 	int			i;
 
 	for (i = 0; i < 1024; i++)
-		if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0)
+	{
+		ssize_t		n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return false;
+		if (n < 0 && errno != EINTR)
 			break;
+	}
+	return true;
+}
+
+/* Closes side s of c (draining it first), if open. */
+static void
+side_close(struct conn *c, int s)
+{
+	if (c->fd[s] < 0)
+		return;
+	drain(c->fd[s]);
+	close(c->fd[s]);
+	c->fd[s] = -1;
 }
 
 /*
- * Ends connection c: closes both sockets (with SO_LINGER 0, so an RST, when
- * reset is true) and frees what its flows held.  c stays in the list as
- * CONN_DONE until the end of the loop's pass.  Cannot fail.
+ * Ends connection c and frees what its flows held.  With reset, closes both
+ * sockets at once with SO_LINGER 0 (an RST) and c is CONN_DONE.  Otherwise a
+ * side that has closed is closed, and a side that has not is shut down for
+ * writing (a FIN after what its send buffer holds) and c is CONN_LINGER: that
+ * side is read and dropped until it closes, so that bytes it still sends do
+ * not make the kernel reset it (Linux answers bytes arriving on a closed
+ * socket, or left unread at close(), with an RST and drops what the send
+ * buffer held: the peer would lose the last bytes forwarded to it).  c stays
+ * in the list until the end of the loop's pass that finds it CONN_DONE.
+ * Cannot fail.
  */
 static void
 conn_end(struct conn *c, bool reset, const char *why)
@@ -509,25 +540,48 @@ conn_end(struct conn *c, bool reset, const char *why)
 	struct linger lg = {1, 0};
 	int			s;
 
-	if (c->state == CONN_DONE)
+	if (c->state == CONN_DONE || c->state == CONN_LINGER)
 		return;
 	for (s = 0; s < 2; s++)
 	{
+		flow_clear(&c->flow[s]);
 		if (c->fd[s] < 0)
 			continue;
 		if (reset)
+		{
 			(void) setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+			close(c->fd[s]);
+			c->fd[s] = -1;
+		}
+		else if (c->flow[s].eof || (s == SIDE_UPSTREAM && c->state == CONN_CONNECTING))
+			side_close(c, s);
 		else
-			drain(c->fd[s]);
-		close(c->fd[s]);
-		c->fd[s] = -1;
-		flow_clear(&c->flow[s]);
+			(void) shutdown(c->fd[s], SHUT_WR);
 	}
 	if (opt.verbose)
 		fprintf(stderr, "faultproxy: conn %llu close (%s%s) up=%llu down=%llu\n",
 				c->id, why, reset ? ", reset" : "",
 				c->flow[0].bytes, c->flow[1].bytes);
-	c->state = CONN_DONE;
+	if (c->fd[0] >= 0 || c->fd[1] >= 0)
+	{
+		c->state = CONN_LINGER;
+		c->deadline = now_ms() + LINGER_MS;
+	}
+	else
+		c->state = CONN_DONE;
+}
+
+/* A lingering side s is readable: drop what it sent; close it at its end. */
+static void
+linger_read(struct conn *c, int s)
+{
+	if (c->fd[s] >= 0 && !drain(c->fd[s]))
+	{
+		close(c->fd[s]);
+		c->fd[s] = -1;
+	}
+	if (c->fd[0] < 0 && c->fd[1] < 0)
+		c->state = CONN_DONE;
 }
 
 /*
@@ -839,6 +893,12 @@ conn_service(struct conn *c, int64_t now)
 
 	if (c->state == CONN_CONNECTING && now >= c->deadline)
 		conn_connect_failed(c, "timed out", now);
+	if (c->state == CONN_LINGER && now >= c->deadline)
+	{
+		side_close(c, SIDE_CLIENT);
+		side_close(c, SIDE_UPSTREAM);
+		c->state = CONN_DONE;
+	}
 	for (s = 0; s < 2 && c->state == CONN_OPEN; s++)
 		if (c->flow[s].head && !c->flow[s].blocked)
 			flow_flush(c, s, now);
@@ -851,7 +911,7 @@ conn_wakeup(const struct conn *c)
 	int64_t		t = INT64_MAX;
 	int			s;
 
-	if (c->state == CONN_CONNECTING)
+	if (c->state == CONN_CONNECTING || c->state == CONN_LINGER)
 		return c->deadline;
 	if (c->state != CONN_OPEN)
 		return t;
@@ -926,6 +986,8 @@ shutdown_all(void)
 
 		conns = c->next;
 		conn_end(c, false, "proxy exiting");
+		side_close(c, SIDE_CLIENT);
+		side_close(c, SIDE_UPSTREAM);
 		free(c);
 	}
 	close(listen_fd);
@@ -1094,6 +1156,8 @@ main(int argc, char **argv)
 				pconn[n] = c;
 				if (c->state == CONN_CONNECTING)
 					pfd[n].events = s == SIDE_UPSTREAM ? POLLOUT : 0;
+				else if (c->state == CONN_LINGER)
+					pfd[n].events = POLLIN;
 				else
 				{
 					short		ev = side_events(c, s);
@@ -1155,6 +1219,13 @@ main(int argc, char **argv)
 					else
 						conn_connected(c);
 				}
+				continue;
+			}
+			if (c->state == CONN_LINGER)
+			{
+				for (s = 0; s < 2; s++)
+					if (pfd[i + s].revents)
+						linger_read(c, s);
 				continue;
 			}
 			for (s = 0; s < 2 && c->state == CONN_OPEN; s++)

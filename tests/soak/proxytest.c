@@ -34,6 +34,15 @@
  *       "flood: sent=N rss_before_kb=N rss_after_kb=N", PID's VmRSS read
  *       before connecting and at the end (0 without PID).  Exit 0.
  *
+ *   proxytest source PORT BYTES / sink PORT BYTES
+ *       A server that sends BYTES to each connection, then FIN, and never
+ *       reads; a client that first sends until sending stays blocked, then
+ *       reads BYTES and expects a clean end of file.  See run_source and
+ *       run_sink.
+ *
+ *   proxytest blackhole PORT
+ *       A listener whose accept queue is full: connecting to it hangs.
+ *
  * Exit status 2 on bad arguments.
  */
 #define _GNU_SOURCE
@@ -73,7 +82,10 @@ usage(void)
 			"usage: proxytest echo PORT\n"
 			"       proxytest send PORT BYTES [CONNS [SEED]]\n"
 			"       proxytest rtt PORT COUNT [SIG PID MS]\n"
-			"       proxytest flood PORT MAXBYTES SECS [PID]\n");
+			"       proxytest flood PORT MAXBYTES SECS [PID]\n"
+			"       proxytest source PORT BYTES\n"
+			"       proxytest sink PORT BYTES\n"
+			"       proxytest blackhole PORT\n");
 	exit(2);
 }
 
@@ -589,6 +601,271 @@ run_rtt(unsigned port, unsigned count, int sig, pid_t pid, unsigned sig_ms)
 	return 0;
 }
 
+/* ---- source, sink, blackhole ---- */
+
+static volatile sig_atomic_t quit;
+
+static void
+on_quit(int sig)
+{
+	(void) sig;
+	quit = 1;
+}
+
+static void
+catch_quit(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_quit;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+/* A listening socket on 127.0.0.1:port with backlog; exits 1 if it cannot. */
+static int
+listen_on(const char *mode, unsigned port, int backlog)
+{
+	struct sockaddr_in sin;
+	socklen_t	slen = sizeof sin;
+	int			one = 1;
+	int			lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t) port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+		bind(lfd, (struct sockaddr *) &sin, sizeof sin) < 0 || listen(lfd, backlog) < 0 ||
+		getsockname(lfd, (struct sockaddr *) &sin, &slen) < 0)
+	{
+		fprintf(stderr, "%s: cannot listen on 127.0.0.1:%u: %s\n", mode, port, strerror(errno));
+		exit(1);
+	}
+	fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", mode, ntohs(sin.sin_port));
+	return lfd;
+}
+
+/* One of these per source connection. */
+struct source_conn
+{
+	int			fd;
+	struct gen	g;
+	unsigned long long sent;
+	unsigned char out[IO_BUF];
+	size_t		out_len,
+				out_off;
+};
+
+/*
+ * source PORT BYTES: to each connection, sends BYTES of the stream (seed 1),
+ * then shuts its side down (FIN) and never reads; the sockets stay open until
+ * SIGTERM/SIGINT.
+ */
+static int
+run_source(unsigned port, unsigned long long bytes)
+{
+	int			lfd;
+	struct source_conn **cs = NULL;
+	size_t		ncs = 0,
+				i;
+	unsigned long long accepted = 0;
+
+	catch_quit();
+	lfd = listen_on("source", port, 128);
+	while (!quit)
+	{
+		struct pollfd *p = calloc(ncs + 1, sizeof *p);
+		size_t		npolled = ncs;
+
+		if (!p)
+			abort();
+		p[0].fd = lfd;
+		p[0].events = POLLIN;
+		for (i = 0; i < ncs; i++)
+		{
+			p[i + 1].fd = cs[i]->sent < bytes ? cs[i]->fd : -1;
+			p[i + 1].events = POLLOUT;
+		}
+		if (poll(p, ncs + 1, 1000) < 0 && errno != EINTR)
+			abort();
+		if (p[0].revents & POLLIN)
+		{
+			int			fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+			if (fd >= 0)
+			{
+				struct source_conn *c = calloc(1, sizeof *c);
+				struct source_conn **more = realloc(cs, (ncs + 1) * sizeof *cs);
+
+				if (!c || !more)
+					abort();
+				cs = more;
+				c->fd = fd;
+				gen_init(&c->g, 1);
+				cs[ncs++] = c;
+				fprintf(stderr, "source: accepted %llu\n", ++accepted);
+			}
+		}
+		for (i = 0; i < npolled; i++)
+		{
+			struct source_conn *c = cs[i];
+			ssize_t		n;
+
+			if (!(p[i + 1].revents & (POLLOUT | POLLERR | POLLHUP)))
+				continue;
+			if (c->out_off == c->out_len)
+			{
+				unsigned long long want = bytes - c->sent;
+
+				c->out_len = want < IO_BUF ? (size_t) want : IO_BUF;
+				c->out_off = 0;
+				gen_fill(&c->g, c->out, c->out_len);
+			}
+			n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				c->sent = bytes;	/* gone: stop writing */
+			else if (n > 0)
+			{
+				c->out_off += (size_t) n;
+				c->sent += (unsigned long long) n;
+			}
+			if (c->sent == bytes)
+				shutdown(c->fd, SHUT_WR);
+		}
+		free(p);
+	}
+	for (i = 0; i < ncs; i++)
+	{
+		close(cs[i]->fd);
+		free(cs[i]);
+	}
+	free(cs);
+	close(lfd);
+	fprintf(stderr, "source: connections=%llu\n", accepted);
+	return 0;
+}
+
+/*
+ * sink PORT BYTES: first sends as much as it can (until sending has been
+ * blocked for 500 ms, 16 MB, or 10 s), then only reads: expects BYTES of the stream (seed 1) and
+ * then end of file.  Prints "sink: result=R sent=N received=N" where R is ok,
+ * corrupt, reset, eof (early), error or timeout (60 s).  Exit 0 if ok.
+ */
+static int
+run_sink(unsigned port, unsigned long long bytes)
+{
+	unsigned char *buf = malloc(IO_BUF),
+			   *expect = malloc(IO_BUF);
+	unsigned long long sent = 0,
+				received = 0;
+	int64_t		fill_end = now_ms() + 10000,
+				deadline = now_ms() + SEND_TIMEOUT_MS;
+	enum result r = RES_RUNNING;
+	struct gen	g;
+	int			fd;
+
+	if (!buf || !expect)
+		abort();
+	catch_quit();
+	gen_init(&g, 1);
+	fd = connect_to(port, 65536);
+	if (fd < 0)
+	{
+		printf("sink: connect: %s\n", strerror(errno));
+		free(buf);
+		free(expect);
+		return 1;
+	}
+	memset(buf, 'x', IO_BUF);
+	while (sent < 16000000 && now_ms() < fill_end)
+	{
+		struct pollfd pf = {fd, POLLOUT, 0};
+		ssize_t		n;
+
+		/* Blocked for 500 ms: the way to the server is full. */
+		if (poll(&pf, 1, 500) == 0)
+			break;
+		n = send(fd, buf, IO_BUF, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		sent += (unsigned long long) n;
+	}
+	while (r == RES_RUNNING)
+	{
+		int64_t		left = deadline - now_ms();
+		struct pollfd pf = {fd, POLLIN, 0};
+		ssize_t		n;
+
+		if (left <= 0)
+		{
+			r = RES_TIMEOUT;
+			break;
+		}
+		if (poll(&pf, 1, (int) left) <= 0)
+			continue;
+		n = recv(fd, buf, IO_BUF, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			r = errno_result(errno);
+		else if (n == 0)
+			r = received == bytes ? RES_OK : RES_EOF;
+		else
+		{
+			gen_fill(&g, expect, (size_t) n);
+			if (memcmp(buf, expect, (size_t) n) != 0 || received + (unsigned long long) n > bytes)
+				r = RES_CORRUPT;
+			received += (unsigned long long) n;
+		}
+	}
+	printf("sink: result=%s sent=%llu received=%llu\n", result_name[r], sent, received);
+	close(fd);
+	free(buf);
+	free(expect);
+	return r == RES_OK ? 0 : 1;
+}
+
+/*
+ * blackhole PORT: a listener that never accepts, its accept queue filled by
+ * connections of its own, so the kernel drops new SYNs and a connect() to it
+ * neither succeeds nor fails until the connecting side gives up.  Runs until
+ * SIGTERM/SIGINT.
+ */
+static int
+run_blackhole(unsigned port)
+{
+	struct sockaddr_in sin;
+	socklen_t	slen = sizeof sin;
+	int			fillers[4];
+	int			lfd,
+				i;
+
+	catch_quit();
+	lfd = listen_on("blackhole", port, 0);
+	if (getsockname(lfd, (struct sockaddr *) &sin, &slen) < 0)
+		abort();
+	for (i = 0; i < 4; i++)
+	{
+		fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fillers[i] >= 0)
+			(void) connect(fillers[i], (struct sockaddr *) &sin, sizeof sin);
+	}
+	while (!quit)
+		poll(NULL, 0, 1000);
+	for (i = 0; i < 4; i++)
+		if (fillers[i] >= 0)
+			close(fillers[i]);
+	close(lfd);
+	return 0;
+}
+
 /* ---- flood ---- */
 
 /* VmRSS of pid in kB, 0 if unknown. */
@@ -689,6 +966,12 @@ main(int argc, char **argv)
 					   argc == 7 ? (pid_t) num(argv[5]) : 0,
 					   argc == 7 ? (unsigned) num(argv[6]) : 0);
 	}
+	if (strcmp(argv[1], "source") == 0 && argc == 4)
+		return run_source((unsigned) num(argv[2]), num(argv[3]));
+	if (strcmp(argv[1], "sink") == 0 && argc == 4)
+		return run_sink((unsigned) num(argv[2]), num(argv[3]));
+	if (strcmp(argv[1], "blackhole") == 0 && argc == 3)
+		return run_blackhole((unsigned) num(argv[2]));
 	if (strcmp(argv[1], "flood") == 0 && (argc == 5 || argc == 6))
 		return run_flood((unsigned) num(argv[2]), num(argv[3]), (unsigned) num(argv[4]),
 						 argc == 6 ? (pid_t) num(argv[5]) : 0);

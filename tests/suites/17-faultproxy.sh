@@ -32,6 +32,13 @@
 #   - an upstream killed (SIGKILL) between connections: before, round robin
 #     gives one connection to each; after, 4 new connections all reach the
 #     survivor intact;
+#   - an upstream that never answers (proxytest blackhole: a listener whose
+#     accept queue is full, so SYNs are dropped) then a live one: the
+#     connection reaches the second after the 2 s connect timeout
+#     (at least 1.5 s), failovers=1;
+#   - an upstream that sends 4 MB and closes cleanly (FIN) while the client
+#     has sent megabytes that wait unread (proxytest source and sink): the
+#     client gets all 4 MB intact, then a clean end of file (no reset);
 #   - SIGUSR1/SIGUSR2 with --latency-ms 1000: a round trip takes at least
 #     1.9 s; SIGUSR1 sent 100 ms after a send releases that held data (the
 #     round trip ends before the 1 s its chunk was held for), and later round
@@ -49,7 +56,7 @@
 # Timing: the latency checks only compare against bounds 2x apart or more;
 # every wait is bounded (proxytest's own limits, timeout(1) around it, 10 s
 # for a process to start or stop).  Every process is killed and the
-# temporary directory removed on every exit.  Takes about 30 s.
+# temporary directory removed on every exit.  Takes about 20 s.
 
 set -uo pipefail
 
@@ -60,8 +67,8 @@ proxy="$REPO/build/soak/faultproxy-asan"
 pt="$REPO/build/soak/proxytest"
 
 suite_begin faultproxy fp17
-declare -A fp_pid=() fp_port=() echo_pid=() echo_port=()
-suite_at_exit 'suite_kill "${fp_pid[@]}" "${echo_pid[@]}"'
+declare -A fp_pid=() fp_port=() srv_pid=() srv_port=()
+suite_at_exit 'suite_kill "${fp_pid[@]}" "${srv_pid[@]}"'
 
 if ! make --no-print-directory -C "$REPO/tests/soak" all >"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
@@ -78,15 +85,17 @@ wait_line() {
 	return 1
 }
 
-# start_echo NAME: an echo server on a free port; echo_port[NAME], echo_pid[NAME].
-start_echo() {
-	local port
+# start_srv NAME MODE [ARGS...]: proxytest MODE (echo, source, blackhole) on
+# a free port; srv_port[NAME], srv_pid[NAME], stderr in $tmp/srv-NAME.err.
+start_srv() {
+	local name=$1 mode=$2 port
+	shift 2
 	port=$(free_port) || suite_abort "no free port"
-	"$pt" echo "$port" 2>"$tmp/echo-$1.err" &
-	echo_pid[$1]=$!
-	echo_port[$1]=$port
-	wait_line "$tmp/echo-$1.err" "echo: listening" ||
-		{ cat "$tmp/echo-$1.err"; suite_abort "echo server $1 started"; }
+	"$pt" "$mode" "$port" "$@" 2>"$tmp/srv-$name.err" &
+	srv_pid[$name]=$!
+	srv_port[$name]=$port
+	wait_line "$tmp/srv-$name.err" "^$mode: listening" ||
+		{ cat "$tmp/srv-$name.err"; suite_abort "$mode server $name started"; }
 }
 
 # start_proxy NAME ARGS...: the sanitized proxy on a free port with ARGS;
@@ -174,13 +183,13 @@ all_ok() {
 # rtts OUT: the rtt_ms values of OUT, one per line.
 rtts() { sed -n 's/^rtt_ms=//p' "$tmp/$1.out"; }
 
-start_echo a
-start_echo b
+start_srv a echo
+start_srv b echo
 
 # --- bad arguments, busy port ---------------------------------------------
 args_ok=1
 P=$(free_port) || suite_abort "no free port"
-U="--upstream 127.0.0.1:${echo_port[a]}"
+U="--upstream 127.0.0.1:${srv_port[a]}"
 while IFS= read -r line; do
 	# shellcheck disable=SC2086 # the cases are word lists
 	timeout -k 5 10 "$proxy" $line >/dev/null 2>"$tmp/args.err"
@@ -206,9 +215,9 @@ done <<EOF
 EOF
 ((args_ok)) && pass "bad arguments exit 2 with the usage" || fail "bad arguments exit 2 with the usage"
 
-timeout -k 5 10 "$proxy" --listen "${echo_port[a]}" $U >/dev/null 2>"$tmp/busy.err"
+timeout -k 5 10 "$proxy" --listen "${srv_port[a]}" $U >/dev/null 2>"$tmp/busy.err"
 st=$?
-if [[ $st == 1 ]] && grep -q "cannot listen on 127.0.0.1:${echo_port[a]}" "$tmp/busy.err"; then
+if [[ $st == 1 ]] && grep -q "cannot listen on 127.0.0.1:${srv_port[a]}" "$tmp/busy.err"; then
 	pass "a port already taken exits 1"
 else
 	echo "status $st:"
@@ -217,7 +226,7 @@ else
 fi
 
 # --- plain and calm ---------------------------------------------------------
-start_proxy plain --upstream "127.0.0.1:${echo_port[a]}"
+start_proxy plain --upstream "127.0.0.1:${srv_port[a]}"
 run plain "$pt" send "${fp_port[plain]}" 4000000 1 11
 all_ok plain 1 && pass "plain proxy: 4 MB intact both ways" || fail "plain proxy: 4 MB intact both ways"
 stop_proxy plain
@@ -228,7 +237,7 @@ else
 	fail "plain proxy: stats count 1 connection, 4000000 bytes each way, no fault"
 fi
 
-start_proxy calm --upstream "127.0.0.1:${echo_port[a]}" --calm --latency-ms 1000 \
+start_proxy calm --upstream "127.0.0.1:${srv_port[a]}" --calm --latency-ms 1000 \
 	--reset-per-mille 1000 --slice-per-mille 1000 --stall-per-mille 1000 --stall-ms 1000
 t0=$(date +%s%N)
 run calm "$pt" send "${fp_port[calm]}" 4000000 1 12
@@ -248,7 +257,7 @@ else
 fi
 
 # --- under faults -----------------------------------------------------------
-start_proxy faulty --upstream "127.0.0.1:${echo_port[a]}" --seed 42 --latency-ms 0-10 \
+start_proxy faulty --upstream "127.0.0.1:${srv_port[a]}" --seed 42 --latency-ms 0-10 \
 	--slice-per-mille 50 --stall-per-mille 10 --stall-ms 20-200
 run faulty "$pt" send "${fp_port[faulty]}" 1000000 4 13
 all_ok faulty 4 && pass "latency, slices and stalls: 4 connections x 1 MB intact both ways" ||
@@ -272,7 +281,7 @@ else
 fi
 
 # --- resets -----------------------------------------------------------------
-start_proxy reset --upstream "127.0.0.1:${echo_port[a]}" --reset-per-mille 1000 --seed 7
+start_proxy reset --upstream "127.0.0.1:${srv_port[a]}" --reset-per-mille 1000 --seed 7
 run reset "$pt" send "${fp_port[reset]}" 1000000 3 15
 st=$?
 stop_proxy reset
@@ -294,9 +303,9 @@ fi
 # --- failover ---------------------------------------------------------------
 dead=$(free_port) || suite_abort "no free port"
 dead2=$(free_port) || suite_abort "no free port"
-accepted() { grep -c '^echo: accepted' "$tmp/echo-$1.err"; }
+accepted() { grep -c '^[a-z]*: accepted' "$tmp/srv-$1.err"; }
 before_b=$(accepted b)
-start_proxy fo --upstream "127.0.0.1:$dead" --upstream "127.0.0.1:${echo_port[b]}"
+start_proxy fo --upstream "127.0.0.1:$dead" --upstream "127.0.0.1:${srv_port[b]}"
 run fo "$pt" send "${fp_port[fo]}" 100000 4 16
 fo_ok=$?
 stop_proxy fo
@@ -319,14 +328,14 @@ else
 	fail "every upstream dead: the client is closed, failovers=2"
 fi
 
-start_echo c
-start_echo d
-start_proxy kill --upstream "127.0.0.1:${echo_port[c]}" --upstream "127.0.0.1:${echo_port[d]}"
+start_srv c echo
+start_srv d echo
+start_proxy kill --upstream "127.0.0.1:${srv_port[c]}" --upstream "127.0.0.1:${srv_port[d]}"
 run kill1 "$pt" send "${fp_port[kill]}" 100000 1 18
 run kill2 "$pt" send "${fp_port[kill]}" 100000 1 19
 spread="c=$(accepted c) d=$(accepted d)"
-suite_kill "${echo_pid[c]}"
-unset "echo_pid[c]"
+suite_kill "${srv_pid[c]}"
+unset "srv_pid[c]"
 run kill3 "$pt" send "${fp_port[kill]}" 100000 4 20
 stop_proxy kill
 if [[ $spread == "c=1 d=1" ]] && all_ok kill1 1 && all_ok kill2 1 && all_ok kill3 4 &&
@@ -337,8 +346,35 @@ else
 	fail "an upstream killed: new connections go to the survivor"
 fi
 
+# --- an upstream that hangs, one that closes cleanly -------------------------
+start_srv hole blackhole
+before_b=$(accepted b)
+start_proxy hole --upstream "127.0.0.1:${srv_port[hole]}" --upstream "127.0.0.1:${srv_port[b]}"
+t0=$(date +%s%N)
+run hole "$pt" send "${fp_port[hole]}" 100000 1 21
+ms=$((($(date +%s%N) - t0) / 1000000))
+stop_proxy hole
+if all_ok hole 1 && ((ms >= 1500)) && (($(accepted b) - before_b == 1)) &&
+	stats_are hole connections=1 failovers=1; then
+	pass "an upstream that never answers: failover after the connect timeout (${ms} ms)"
+else
+	echo "took $ms ms; echo b accepted $(($(accepted b) - before_b))"
+	fail "an upstream that never answers: failover after the connect timeout"
+fi
+
+start_srv src source 4000000
+start_proxy fin --upstream "127.0.0.1:${srv_port[src]}"
+run fin "$pt" sink "${fp_port[fin]}" 4000000
+stop_proxy fin
+if grep -q '^sink: result=ok ' "$tmp/fin.out" && stats_are fin resets=0 bytes_down=4000000; then
+	pass "an upstream's clean close: the client gets every byte, then end of file"
+else
+	cat "$tmp/fin.out" "$tmp/fin.err"
+	fail "an upstream's clean close: the client gets every byte, then end of file"
+fi
+
 # --- calm and faults on by signal ------------------------------------------
-start_proxy sig --upstream "127.0.0.1:${echo_port[a]}" --latency-ms 1000
+start_proxy sig --upstream "127.0.0.1:${srv_port[a]}" --latency-ms 1000
 run sig1 "$pt" rtt "${fp_port[sig]}" 1
 r1=$(rtts sig1)
 run sig2 "$pt" rtt "${fp_port[sig]}" 4 USR1 "${fp_pid[sig]}" 100
@@ -377,7 +413,7 @@ else
 fi
 
 # --- bounded memory ---------------------------------------------------------
-FP_ASAN_EXTRA=quarantine_size_mb=0 start_proxy mem --upstream "127.0.0.1:${echo_port[a]}"
+FP_ASAN_EXTRA=quarantine_size_mb=0 start_proxy mem --upstream "127.0.0.1:${srv_port[a]}"
 run mem "$pt" flood "${fp_port[mem]}" 64000000 3 "${fp_pid[mem]}"
 stop_proxy mem
 read -r sent rb ra < <(sed -n 's/^flood: sent=\([0-9]*\) rss_before_kb=\([0-9]*\) rss_after_kb=\([0-9]*\)$/\1 \2 \3/p' \
@@ -406,9 +442,9 @@ done
 ((exits_ok)) && pass "SIGTERM: every proxy exits 0 with its stats line" ||
 	fail "SIGTERM: every proxy exits 0 with its stats line"
 
-for name in "${!echo_pid[@]}"; do
-	stop_pid "${echo_pid[$name]}"
-	unset "echo_pid[$name]"
+for name in "${!srv_pid[@]}"; do
+	stop_pid "${srv_pid[$name]}"
+	unset "srv_pid[$name]"
 done
 if sanitizer_clean "$tmp"/*.err; then
 	pass "sanitizers quiet (proxies and proxytest)"
