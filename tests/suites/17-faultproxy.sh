@@ -68,6 +68,7 @@ pt="$REPO/build/soak/proxytest"
 
 suite_begin faultproxy fp17
 declare -A fp_pid=() fp_port=() srv_pid=() srv_port=()
+# shellcheck disable=SC2016 # expanded when the hook runs
 suite_at_exit 'suite_kill "${fp_pid[@]}" "${srv_pid[@]}"'
 
 if ! make --no-print-directory -C "$REPO/tests/soak" all >"$tmp/build.log" 2>&1; then
@@ -213,9 +214,13 @@ done <<EOF
 --listen $P $U --slice-per-mille
 --listen $P $U stray
 EOF
-((args_ok)) && pass "bad arguments exit 2 with the usage" || fail "bad arguments exit 2 with the usage"
+if ((args_ok)); then
+	pass "bad arguments exit 2 with the usage"
+else
+	fail "bad arguments exit 2 with the usage"
+fi
 
-timeout -k 5 10 "$proxy" --listen "${srv_port[a]}" $U >/dev/null 2>"$tmp/busy.err"
+timeout -k 5 10 "$proxy" --listen "${srv_port[a]}" --upstream "127.0.0.1:${srv_port[b]}" >/dev/null 2>"$tmp/busy.err"
 st=$?
 if [[ $st == 1 ]] && grep -q "cannot listen on 127.0.0.1:${srv_port[a]}" "$tmp/busy.err"; then
 	pass "a port already taken exits 1"
@@ -228,7 +233,11 @@ fi
 # --- plain and calm ---------------------------------------------------------
 start_proxy plain --upstream "127.0.0.1:${srv_port[a]}"
 run plain "$pt" send "${fp_port[plain]}" 4000000 1 11
-all_ok plain 1 && pass "plain proxy: 4 MB intact both ways" || fail "plain proxy: 4 MB intact both ways"
+if all_ok plain 1; then
+	pass "plain proxy: 4 MB intact both ways"
+else
+	fail "plain proxy: 4 MB intact both ways"
+fi
 stop_proxy plain
 if stats_are plain connections=1 failovers=0 resets=0 slices=0 stalls=0 delayed=0 \
 	bytes_up=4000000 bytes_down=4000000; then
@@ -260,8 +269,11 @@ fi
 start_proxy faulty --upstream "127.0.0.1:${srv_port[a]}" --seed 42 --latency-ms 0-10 \
 	--slice-per-mille 50 --stall-per-mille 10 --stall-ms 20-200
 run faulty "$pt" send "${fp_port[faulty]}" 1000000 4 13
-all_ok faulty 4 && pass "latency, slices and stalls: 4 connections x 1 MB intact both ways" ||
+if all_ok faulty 4; then
+	pass "latency, slices and stalls: 4 connections x 1 MB intact both ways"
+else
 	fail "latency, slices and stalls: 4 connections x 1 MB intact both ways"
+fi
 kill -HUP "${fp_pid[faulty]}"
 if wait_line "$tmp/fp-faulty.err" '^faultproxy: connections=4 ' && sleep 0.2 &&
 	kill -0 "${fp_pid[faulty]}" 2>/dev/null && run faulty-after "$pt" send "${fp_port[faulty]}" 1000 1 14 &&
@@ -439,8 +451,11 @@ for name in "${!fp_status[@]}"; do
 		exits_ok=0
 	fi
 done
-((exits_ok)) && pass "SIGTERM: every proxy exits 0 with its stats line" ||
+if ((exits_ok)); then
+	pass "SIGTERM: every proxy exits 0 with its stats line"
+else
 	fail "SIGTERM: every proxy exits 0 with its stats line"
+fi
 
 for name in "${!srv_pid[@]}"; do
 	stop_pid "${srv_pid[$name]}"
