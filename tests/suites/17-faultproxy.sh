@@ -2,9 +2,10 @@
 # tests/suites/17-faultproxy.sh: the soak test's fault proxy
 # (tests/soak/faultproxy.c, issue 6) on its own, no database.
 #
-# Builds tests/soak/ (`make -C tests/soak`: build/soak/faultproxy,
-# faultproxy-asan and proxytest) and runs the sanitized proxy in front of
-# proxytest's echo servers, on free loopback ports.  proxytest's clients send
+# Builds build/soak/faultproxy, faultproxy-asan and proxytest (`make -C
+# tests/soak faultproxy faultproxy-asan proxytest`; not the soak's own
+# clients) and runs the sanitized proxy in front of proxytest's servers, on
+# free loopback ports.  proxytest's clients send
 # pseudo-random streams and check every byte of the echo.  One PASS/FAIL
 # line per check:
 #   - bad arguments (no arguments, a bad port, no upstream, an upstream
@@ -71,9 +72,10 @@ declare -A fp_pid=() fp_port=() srv_pid=() srv_port=()
 # shellcheck disable=SC2016 # expanded when the hook runs
 suite_at_exit 'suite_kill "${fp_pid[@]}" "${srv_pid[@]}"'
 
-if ! make --no-print-directory -C "$REPO/tests/soak" all >"$tmp/build.log" 2>&1; then
+if ! make --no-print-directory -C "$REPO/tests/soak" faultproxy faultproxy-asan proxytest \
+	>"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log"
-	suite_abort "build (make -C tests/soak, output above)"
+	suite_abort "build (make -C tests/soak faultproxy faultproxy-asan proxytest, output above)"
 fi
 
 # wait_line FILE TEXT: true once FILE holds TEXT (10 s at most).
