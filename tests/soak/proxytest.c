@@ -15,11 +15,12 @@
  *       pseudo-random data (a stream seeded by SEED + its number; SEED
  *       defaults to 1) while reading the echo back, and checking every byte
  *       read against the stream.  One line per connection:
- *         conn=I result=R sent=N received=N sum_sent=X sum_received=X
+ *         conn=I result=R sent=N received=N sum_sent=X sum_received=X reads=N
  *       R is ok (all BYTES came back intact), corrupt (a byte differed),
  *       reset (ECONNRESET or EPIPE), eof (closed early), error (another
  *       errno, or connect failed) or timeout (60 s); the sums are 64-bit
- *       FNV-1a of what was sent and what was read.  Exit 0 only if every
+ *       FNV-1a of what was sent and what was read; reads counts the recv()
+ *       calls that returned data.  Exit 0 only if every
  *       connection is ok.
  *
  *   proxytest rtt PORT COUNT [SIG PID MS]
@@ -37,7 +38,8 @@
  *   proxytest source PORT BYTES / sink PORT BYTES
  *       A server that sends BYTES to each connection, then FIN, and never
  *       reads; a client that first sends until sending stays blocked, then
- *       reads BYTES and expects a clean end of file.  See run_source and
+ *       reads BYTES slowly, still sending a little, and expects a clean end
+ *       of file.  See run_source and
  *       run_sink.
  *
  *   proxytest blackhole PORT
@@ -366,7 +368,8 @@ struct send_conn
 	struct gen	gsend,
 				gcheck;
 	unsigned long long sent,
-				received;
+				received,
+				reads;			/* recv() calls that returned data */
 	uint64_t	sum_sent,
 				sum_received;
 	unsigned char out[IO_BUF];
@@ -493,6 +496,7 @@ run_send(unsigned port, unsigned long long bytes, unsigned nconn, uint64_t seed)
 				gen_fill(&c->gcheck, expect, (size_t) n);
 				c->sum_received = fnv(c->sum_received, in, (size_t) n);
 				c->received += (unsigned long long) n;
+				c->reads++;
 				if (memcmp(in, expect, (size_t) n) != 0 || c->received > bytes)
 				{
 					send_finish(c, RES_CORRUPT);
@@ -512,9 +516,9 @@ run_send(unsigned port, unsigned long long bytes, unsigned nconn, uint64_t seed)
 
 		if (c->result == RES_RUNNING)
 			send_finish(c, RES_TIMEOUT);
-		printf("conn=%u result=%s sent=%llu received=%llu sum_sent=%016llx sum_received=%016llx\n",
+		printf("conn=%u result=%s sent=%llu received=%llu sum_sent=%016llx sum_received=%016llx reads=%llu\n",
 			   i, result_name[c->result], c->sent, c->received,
-			   (unsigned long long) c->sum_sent, (unsigned long long) c->sum_received);
+			   (unsigned long long) c->sum_sent, (unsigned long long) c->sum_received, c->reads);
 		nok += c->result == RES_OK;
 		tsent += c->sent;
 		trecv += c->received;
@@ -752,7 +756,10 @@ run_source(unsigned port, unsigned long long bytes)
 
 /*
  * sink PORT BYTES: first sends as much as it can (until sending has been
- * blocked for 500 ms, 16 MB, or 10 s), then only reads: expects BYTES of the stream (seed 1) and
+ * blocked for 500 ms, 16 MB, or 10 s), then reads slowly (64 kB every 5 ms
+ * or so, while sending 1 kB each time: a peer still talking when the proxy
+ * closes, whose bytes must not make the proxy's kernel reset the socket
+ * before the reader has all it was sent): expects BYTES of the stream (seed 1) and
  * then end of file.  Prints "sink: result=R sent=N received=N" where R is ok,
  * corrupt, reset, eof (early), error or timeout (60 s).  Exit 0 if ok.
  */
@@ -767,10 +774,12 @@ run_sink(unsigned port, unsigned long long bytes)
 				deadline = now_ms() + SEND_TIMEOUT_MS;
 	enum result r = RES_RUNNING;
 	struct gen	g;
+	unsigned char trickle[1024];
 	int			fd;
 
 	if (!buf || !expect)
 		abort();
+	memset(trickle, 't', sizeof trickle);
 	catch_quit();
 	gen_init(&g, 1);
 	fd = connect_to(port, 65536);
@@ -808,8 +817,11 @@ run_sink(unsigned port, unsigned long long bytes)
 			r = RES_TIMEOUT;
 			break;
 		}
-		if (poll(&pf, 1, (int) left) <= 0)
+		/* A 1 kB trickle and a 64 kB read every 5 ms or so. */
+		(void) send(fd, trickle, sizeof trickle, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (poll(&pf, 1, left < 5 ? (int) left : 5) <= 0)
 			continue;
+		usleep(5000);
 		n = recv(fd, buf, IO_BUF, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;

@@ -18,11 +18,15 @@
 #   - calm from the start (--calm, with latency 1000 ms and every per-mille
 #     at 1000 given): 4 MB intact, promptly (well under the 1 s a single
 #     delayed chunk would cost), no fault counted;
-#   - faults (--latency-ms 0-10, slice 50, stall 10 per mille, stalls of
+#   - faults (--latency-ms 0-10, slice 50, stall 20 per mille, stalls of
 #     20-200 ms): 4 connections at once, 1 MB each, all intact; SIGHUP
 #     prints the stats line and the proxy keeps running; at the end
 #     connections=4, bytes both ways 4000000, slices, stalls and delayed
 #     chunks counted, no reset;
+#   - --slice-per-mille 1000 alone: 32 kB come back intact in 100 reads or
+#     more (the pieces are 1-64 bytes, 0-2 ms apart; unsliced, a few reads);
+#   - --stall-per-mille 1000 --stall-ms 300 alone: a 100-byte round trip
+#     takes at least 550 ms (a stall each way), stalls=2;
 #   - --reset-per-mille 1000: each of 3 connections ends in a reset or an
 #     early close, having received fewer bytes than it sent; resets=3 and
 #     bytes_up < what was sent;
@@ -38,8 +42,9 @@
 #     connection reaches the second after the 2 s connect timeout
 #     (at least 1.5 s), failovers=1;
 #   - an upstream that sends 4 MB and closes cleanly (FIN) while the client
-#     has sent megabytes that wait unread (proxytest source and sink): the
-#     client gets all 4 MB intact, then a clean end of file (no reset);
+#     has sent megabytes that wait unread and still sends a little as it
+#     reads (proxytest source and sink): the client gets all 4 MB intact,
+#     then a clean end of file (no reset);
 #   - SIGUSR1/SIGUSR2 with --latency-ms 1000: a round trip takes at least
 #     1.9 s; SIGUSR1 sent 100 ms after a send releases that held data (the
 #     round trip ends before the 1 s its chunk was held for), and later round
@@ -269,7 +274,7 @@ fi
 
 # --- under faults -----------------------------------------------------------
 start_proxy faulty --upstream "127.0.0.1:${srv_port[a]}" --seed 42 --latency-ms 0-10 \
-	--slice-per-mille 50 --stall-per-mille 10 --stall-ms 20-200
+	--slice-per-mille 50 --stall-per-mille 20 --stall-ms 20-200
 run faulty "$pt" send "${fp_port[faulty]}" 1000000 4 13
 if all_ok faulty 4; then
 	pass "latency, slices and stalls: 4 connections x 1 MB intact both ways"
@@ -292,6 +297,31 @@ if stats_are faulty connections=5 resets=0 failovers=0 bytes_up=4001000 bytes_do
 else
 	grep '^faultproxy: connections=' "$tmp/fp-faulty.err"
 	fail "faulty proxy: stats count the bytes, slices, stalls and delayed chunks"
+fi
+
+# Each fault on its own, at 1000 per mille: slices make many small writes
+# (32 kB come back in 100 reads or more; a read takes up to 64 kB), a stall
+# holds each direction for --stall-ms.
+start_proxy slice --upstream "127.0.0.1:${srv_port[a]}" --slice-per-mille 1000 --seed 5
+run slice "$pt" send "${fp_port[slice]}" 32000 1 22
+stop_proxy slice
+reads=$(sed -n 's/^conn=0 .* reads=\([0-9]*\)$/\1/p' "$tmp/slice.out")
+if all_ok slice 1 && ((${reads:-0} >= 100)) && (($(fp_stat slice slices) >= 2)); then
+	pass "slice-per-mille 1000: 32 kB intact, in $reads reads"
+else
+	echo "reads=${reads:-?}"
+	fail "slice-per-mille 1000: 32 kB intact, in 100 reads or more"
+fi
+
+start_proxy stall --upstream "127.0.0.1:${srv_port[a]}" --stall-per-mille 1000 --stall-ms 300
+run stall "$pt" rtt "${fp_port[stall]}" 1
+stop_proxy stall
+r=$(rtts stall)
+if [[ -n $r ]] && ((r >= 550)) && stats_are stall stalls=2 delayed=0; then
+	pass "stall-per-mille 1000, stall-ms 300: a round trip takes $r ms (two stalls)"
+else
+	cat "$tmp/stall.out"
+	fail "stall-per-mille 1000, stall-ms 300: a round trip takes 600 ms (two stalls)"
 fi
 
 # --- resets -----------------------------------------------------------------
