@@ -5,9 +5,8 @@
 # Builds build/soak/faultproxy, faultproxy-asan and proxytest (`make -C
 # tests/soak faultproxy faultproxy-asan proxytest`; not the soak's own
 # clients) and runs the sanitized proxy in front of proxytest's servers, on
-# free loopback ports.  proxytest's clients send
-# pseudo-random streams and check every byte of the echo.  One PASS/FAIL
-# line per check:
+# free loopback ports.  proxytest's clients send pseudo-random streams and
+# check every byte of the echo.  One PASS/FAIL line per check:
 #   - bad arguments (no arguments, a bad port, no upstream, an upstream
 #     without a port, a range MIN > MAX, a per-mille over 1000, a bad seed,
 #     an unknown option, a stray argument) exit 2 with the usage text; a
@@ -20,9 +19,10 @@
 #     delayed chunk would cost), no fault counted;
 #   - faults (--latency-ms 0-10, slice 50, stall 20 per mille, stalls of
 #     20-200 ms): 4 connections at once, 1 MB each, all intact; SIGHUP
-#     prints the stats line and the proxy keeps running; at the end
-#     connections=4, bytes both ways 4000000, slices, stalls and delayed
-#     chunks counted, no reset;
+#     prints the stats line (connections=4) and the proxy keeps serving (a
+#     5th connection echoes 1000 bytes); at the end connections=5, bytes
+#     both ways 4001000, slices, stalls and delayed chunks counted, no
+#     reset;
 #   - --slice-per-mille 1000 alone: 32 kB come back intact in 100 reads or
 #     more (the pieces are 1-64 bytes, 0-2 ms apart; unsliced, a few reads);
 #   - --stall-per-mille 1000 --stall-ms 300 alone: a 100-byte round trip
