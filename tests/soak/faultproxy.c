@@ -301,7 +301,10 @@ parse_permille(const char *what, const char *s)
 	return (unsigned) v;
 }
 
-/* HOST:PORT or [HOST]:PORT, resolved once, now; exits 2 if it cannot be. */
+/*
+ * HOST:PORT or [HOST]:PORT, resolved once, now, to its first address (IPv4
+ * if it has one); exits 2 if it cannot be.
+ */
 static void
 parse_upstream(const char *s)
 {
@@ -330,10 +333,17 @@ parse_upstream(const char *s)
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';
 
+	/* IPv4 first: "localhost" must not become ::1 when gateways listen on
+	 * 127.0.0.1; an IPv6 literal still resolves on the second try. */
 	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = AF_INET;
 	hints.ai_socktype = SOCK_STREAM;
 	rc = getaddrinfo(host, colon + 1, &hints, &res);
+	if (rc != 0)
+	{
+		hints.ai_family = AF_UNSPEC;
+		rc = getaddrinfo(host, colon + 1, &hints, &res);
+	}
 	if (rc != 0)
 	{
 		fprintf(stderr, "faultproxy: cannot resolve upstream %s: %s\n", s, gai_strerror(rc));
