@@ -262,6 +262,13 @@ parse_hello(json_t *doc, const sl_limits *lim, sl_frame *f, sl_error *err)
 	if (get_bounded_string(doc, "client_id", 1, SL_CLIENT_ID_MAX, &f->hello.client_id, err) < 0 ||
 	    get_bounded_string(doc, "token", 1, SL_TOKEN_MAX, &f->hello.token, err) < 0)
 		return -1;
+	/* synclog.push refuses it as an argument error, which would reach the
+	 * client as server_unavailable on every push (an invitation to retry
+	 * forever): refuse it here, once, for what it is. */
+	if (strcmp(f->hello.client_id, SL_CLIENT_ID_RESERVED) == 0)
+		return set_error(err, SL_ERR_BAD_FRAME,
+		                 "hello \"client_id\" \"%s\" is reserved for writes made directly in "
+		                 "SQL; pick another (a UUID)", SL_CLIENT_ID_RESERVED);
 
 	groups = json_object_get(doc, "groups");
 	if (groups == NULL)

@@ -346,6 +346,7 @@ static const frame_case frame_cases[] = {
 	{"hello client_id null", S("{\"type\":\"hello\",\"client_id\":null,\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"client_id\" must be a string", NULL},
 	{"hello client_id empty", S("{\"type\":\"hello\",\"client_id\":\"\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "is 0 bytes", NULL},
 	{"hello client_id 65 bytes", S("{\"type\":\"hello\",\"client_id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "is 65 bytes", NULL},
+	{"hello client_id reserved", S("{\"type\":\"hello\",\"client_id\":\"server\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"server\" is reserved", NULL},
 	/* hello: token. */
 	{"hello token empty", S("{\"type\":\"hello\",\"client_id\":\"c1\",\"token\":\"\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"token\" is 0 bytes", NULL},
 	{"hello token 4097 bytes", G(gen_token_4097), BAD, "\"token\" is 4097 bytes", NULL},
