@@ -39,6 +39,8 @@
  *   sleep MS            same as stall, in milliseconds, silently
  *   sendhex HEX         one text frame of the bytes HEX spells (two hex digits
  *                       a byte): invalid UTF-8, NUL bytes
+ *   sendraw HEX         the bytes HEX spells, written to the socket as they
+ *                       are (no framing, no masking): broken WebSocket frames
  *   sendnest N          a push frame whose ops array nests N arrays deep
  *                       ({"type":"push","ops":[[[...]]]}, 2N+20 bytes)
  *   sendslow MS TEXT    TEXT as one text frame written a byte at a time (frame
@@ -46,7 +48,8 @@
  *                       server sends anything or closes, printing "SLOWSTOP
  *                       <bytes written> <total>" (else "SLOWDONE <total>")
  *   timedpush N MS TEXT N times: send TEXT with every "{i}" replaced by a
- *                       counter kept across commands (1, 2, ...), print every
+ *                       counter kept across commands, as 12 decimal digits
+ *                       (000000000001, ...: fits a UUID's last group), print every
  *                       message until an "ack" arrives, then "RTT <i> <ms>"
  *                       (the send-to-ack time, 3 decimals; "RTT <i> TIMEOUT"
  *                       after 10 s), then keep printing messages for MS ms
@@ -574,7 +577,7 @@ timed_push(const char *text, int64_t ms)
 	long i = ++push_counter;
 	const char *p;
 
-	nl = (size_t) snprintf(num, sizeof num, "%ld", i);
+	nl = (size_t) snprintf(num, sizeof num, "%012ld", i);
 	cap = strlen(text) * (nl + 1) + 1;
 	frame = malloc(cap);
 	if (!frame)
@@ -701,6 +704,17 @@ main(int argc, char **argv)
 				continue;
 			}
 			if (!closed && send_frame(0x1, 1, b, len) != 0)
+				printf("SENDFAIL\n");
+			free(b);
+		} else if (!strcmp(line, "sendraw")) {
+			size_t len;
+			unsigned char *b = from_hex(arg, &len);
+			if (!b) {
+				printf("ERROR sendraw needs an even number of hex digits\n");
+				status = 3;
+				continue;
+			}
+			if (!closed && write_all(b, len) != 0)
 				printf("SENDFAIL\n");
 			free(b);
 		} else if (!strcmp(line, "sendnest")) {
