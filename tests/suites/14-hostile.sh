@@ -43,7 +43,9 @@
 #      each; nothing acked; "\u0000" in a table, a column or a row and a lone
 #      surrogate "\ud800" → error bad_frame (the connection open); afterwards
 #      the canary row, the tables and synclog.tracked are unchanged and the op
-#      log holds nothing of this client;
+#      log holds nothing of this client; the same characters in a row id and
+#      a value (quotes, a semicolon and SQL, a backslash, ü, an emoji, U+2028,
+#      $1, %s) are data: acked, stored and sent back byte for byte;
 #   6. deep JSON: 32,000 nested arrays (64 kB) and 60,000 unclosed '[' → error
 #      too_large naming the nesting limit, 100,000 nested arrays (200 kB) →
 #      too_large (the frame limit), 10,000 nested objects → too_large naming
@@ -66,6 +68,9 @@
 #      (RFC 6455 §8.1: libwebsockets validates UTF-8 and fails the
 #      connection); a raw NUL byte (valid UTF-8) → bad_frame; a binary frame
 #      → bad_frame;
+#   8b. garbage: 20 frames of unknown types and 9 bad frames are answered
+#      with bad_frame and the connection stays (a ping then gets its pong);
+#      10 bad frames in a row → the 10th error says so and close 1008;
 #   9. broken WebSocket framing, each on a connection of its own: a reserved
 #      opcode, a continuation frame with nothing to continue, a fragmented
 #      ping, RSV1 set without an extension → close 1002; a 126-byte ping, a
@@ -447,6 +452,31 @@ else
 	fail "$c the canary, the tables and synclog.tracked unchanged; nothing of this client in the op log"
 fi
 
+# The same characters in values are data: stored and sent back byte for byte.
+vrow="x'; DROP TABLE canary; --"
+{
+	echo "send $(hello "$tok" atk-values atk 0)"
+	echo 'await 1 10 "type":"welcome"'
+	echo "send {\"type\":\"push\",\"ops\":[{\"id\":\"14000000-0000-4000-8000-600000000001\",\"table\":\"issues\",\"row\":\"$vrow\",\"kind\":\"upsert\",\"fields\":{\"team\":\"atk\",\"title\":\"Robert'); DROP TABLE canary;-- \\\\ \\\" \\u00fc \\ud83d\\ude00 \\u2028 \$1 %s\",\"prio\":7},\"hlc\":\"0000000000000002\"}]}"
+	echo 'await 1 10 "type":"ack"'
+	echo 'await 1 10 "type":"changes"'
+} >"$tmp/values.in"
+run values
+# Robert'); DROP TABLE canary;-- \ " ü 😀 U+2028 $1 %s, as UTF-8 bytes
+want=$(printf 'Robert%s); DROP TABLE canary;-- \\ " \303\274 \360\237\230\200 \342\200\250 $1 %%s' "'" | od -An -tx1 | tr -d ' \n')
+got=$(sql -v row="$vrow" <<<"SELECT encode(convert_to(title, 'UTF8'), 'hex') FROM issues WHERE id = :'row'")
+db_state >"$tmp/state.values"
+grep -q '"acked":\["14000000-0000-4000-8000-600000000001"\]' "$tmp/values.out" && [[ -n $got && $got == "$want" ]] &&
+	grep -q 'DROP TABLE canary;-- \\\\ \\" ü 😀' "$tmp/values.out" &&
+	[[ $(sed -n 1p "$tmp/state.values") == "$(sed -n 1p "$tmp/state.before")" ]] && diff <(sed '$d' "$tmp/state.values") <(sed '$d' "$tmp/state.before") >/dev/null
+if (($? == 0)); then
+	pass "$c the same characters in a row id and a value are data: acked, stored and sent back byte for byte, the canary intact"
+else
+	echo "stored title (hex): ${got:-none}; expected: $want"
+	show "$tmp/values.out"
+	fail "$c the same characters in a row id and a value are data: acked, stored and sent back byte for byte, the canary intact"
+fi
+
 # --- 6. deep JSON -----------------------------------------------------------------------
 c="deep JSON:"
 {
@@ -569,6 +599,30 @@ check "$c overlong, lone continuation, surrogate, above U+10FFFF, truncated → 
 run nul
 [[ $(codes "$tmp/nul.out" | tr '\n' ' ') == "bad_frame bad_frame " ]] && pong_last nul
 check "$c a raw NUL byte and a binary frame → bad_frame each, still served" $? "$tmp/nul.out"
+
+# --- 8b. garbage in a row --------------------------------------------------------------------------
+c="garbage:"
+{
+	echo "send $(hello "$tok" garbage atk 0)"
+	echo 'await 1 10 "type":"welcome"'
+	for ((i = 0; i < 20; i++)); do echo 'send {"type":"x-unknown"}'; done
+	echo 'await 20 10 "type":"error"'
+	for ((i = 0; i < 9; i++)); do echo 'send not json'; done
+	echo 'await 9 10 "type":"error"'
+	echo 'send {"type":"ping"}'
+	echo 'await 1 10 "type":"pong"'
+	for ((i = 0; i < 10; i++)); do echo 'send {"type":'; done
+	echo 'expectclose 10'
+} >"$tmp/garbage.in"
+run garbage
+# Before the pong: 29 errors.  After it the errors of the last 10 frames may
+# be cut short: the closing error drops what is still queued (session.c), so
+# it is the last frame the client gets.
+[[ $(sed '/"type":"pong"/q' "$tmp/garbage.out" | codes /dev/stdin | sort | uniq -c | tr -s ' ' | tr '\n' ' ') == " 29 bad_frame " ]] &&
+	(($(grep -c '"type":"pong"' "$tmp/garbage.out") == 1)) &&
+	grep -E '^RECV' "$tmp/garbage.out" | tail -n 1 | grep -q 'closing the connection after 10 bad frames' &&
+	grep -q '^CLOSED 1008' "$tmp/garbage.out"
+check "$c 20 unknown types and 9 bad frames answered, the connection kept (pong); 10 bad frames in a row → closed 1008" $? "$tmp/garbage.out"
 
 # --- 9. broken WebSocket framing -----------------------------------------------------------------
 c="broken framing:"
