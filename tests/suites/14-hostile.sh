@@ -27,7 +27,7 @@
 #      closed without an answer within 3 + 2 s (--hello-timeout bounds the
 #      upgrade too; lws's timers tick every second); 200 connections that
 #      send one request line and stop → all closed within 3 + 2 s, while an
-#      upgrade a byte every 10 ms (2 s) is still answered 101; the hello
+#      upgrade a byte every 5 ms (about 1 s) is still answered 101; the hello
 #      a byte every 200 ms → error hello_required and close 1008 within 3 +
 #      2 s (the hello timeout, swept every second);
 #   4. flood: 100 WebSocket handshakes held open → with W connected at most
@@ -348,9 +348,9 @@ bg_pids+=("$slowhttp_pid")
 timeout -k 5 60 "$hostile" halfopen 127.0.0.1 "$port" 200 30 >"$tmp/halfopen.out" 2>&1 &
 halfopen_pid=$!
 bg_pids+=("$halfopen_pid")
-# Not every slow client is an attacker: an upgrade a byte every 10 ms (2 s
-# in all) is answered.
-timeout -k 5 60 "$hostile" slowhttp 127.0.0.1 "$port" 10 30 >"$tmp/slowok.out" 2>&1 &
+# Not every slow client is an attacker: an upgrade a byte every 5 ms (about
+# 1 s in all, a third of the hello timeout) is answered.
+timeout -k 5 60 "$hostile" slowhttp 127.0.0.1 "$port" 5 30 >"$tmp/slowok.out" 2>&1 &
 slowok_pid=$!
 bg_pids+=("$slowok_pid")
 {
@@ -661,7 +661,7 @@ wait_pid "$halfopen_pid" 40
 wait_pid "$slowok_pid" 40
 read -r what ms _ <"$tmp/slowok.out"
 grep -qE '^ANSWER [0-9]+ HTTP/1\.1 101' "$tmp/slowok.out"
-check "slowloris: an upgrade a byte every 10 ms (within --hello-timeout) is still answered 101 (after ${ms:-?} ms)" $? "$tmp/slowok.out"
+check "slowloris: an upgrade a byte every 5 ms (within --hello-timeout) is still answered 101 (after ${ms:-?} ms)" $? "$tmp/slowok.out"
 read -r what ms _ <"$tmp/slowhttp.out"
 [[ $what == CLOSED ]] && ((ms <= 5000))
 check "slowloris: the HTTP upgrade a byte every 200 ms → closed unanswered (after ${ms:-?} ms; --hello-timeout 3)" $? "$tmp/slowhttp.out"
