@@ -24,29 +24,32 @@
 #   2. fragments: 10,000 one-byte fragments of a valid ping → pong (reassembled);
 #      70,000 one-byte fragments → too_large;
 #   3. slowloris: the HTTP upgrade a byte every 200 ms → the connection is
-#      closed without an answer within 3 + 2 s (--hello-timeout bounds the
-#      upgrade too; lws's timers tick every second); 200 connections that
-#      send one request line and stop → all closed within 3 + 2 s, while an
-#      upgrade a byte every 5 ms (about 1 s) is still answered 101; the hello
-#      a byte every 200 ms → error hello_required and close 1008 within 3 +
-#      2 s (the hello timeout, swept every second);
-#   4. flood: 100 WebSocket handshakes held open → with W connected at most
-#      63 accepted (W + 63 = --max-connections), every other one HTTP 503,
-#      each accepted one welcomed; then each accepted connection holds a
+#      closed without an answer within 3 + 3 s (--hello-timeout bounds the
+#      upgrade too; lws's timers tick every second, the rest is slack for a
+#      loaded machine); 200 connections that send one request line and stop
+#      → all closed within 3 + 3 s; an upgrade a byte every 5 ms (about 1 s)
+#      is still answered 101; the hello a byte every 200 ms → error
+#      hello_required and close 1008 within 3 + 3 s (the hello timeout,
+#      swept every second);
+#   4. flood: 100 WebSocket handshakes held open → with W connected 60 to 63
+#      accepted (W + 63 = --max-connections; an attacker's session just
+#      closed may still count for a moment), every other one HTTP 503 (as
+#      many 503s in the gateway's log), each accepted one welcomed, the
+#      count never past the limit; then each accepted connection holds a
 #      60,000-byte message all but complete (the gateway buffers 63 of them at
 #      once), completes it and gets its pong;
 #   5. hostile identifiers: one push of ops naming tables with quotes,
 #      semicolons and SQL, backslashes, non-ASCII, spaces, other case, schema
 #      qualification, synclog's own tables, 64 and 10,000 bytes (the first 63
 #      of the 64 naming the 63-byte table) → unknown_table each (the empty
-#      name → invalid_op); columns the
-#      same way plus system columns (xmin, ctid, tableoid) → unknown_column
-#      each; nothing acked; "\u0000" in a table, a column or a row and a lone
-#      surrogate "\ud800" → error bad_frame (the connection open); afterwards
-#      the canary row, the tables and synclog.tracked are unchanged and the op
-#      log holds nothing of this client; the same characters in a row id and
-#      a value (quotes, a semicolon and SQL, a backslash, ü, an emoji, U+2028,
-#      $1, %s) are data: acked, stored and sent back byte for byte;
+#      name → invalid_op); columns the same way plus system columns (xmin,
+#      ctid, tableoid) → unknown_column each; nothing acked; "\u0000" in a
+#      table, a column or a row and a lone surrogate "\ud800" → error
+#      bad_frame (the connection open); afterwards the canary row, the tables
+#      and synclog.tracked are unchanged and the op log holds nothing of this
+#      client; the same characters in a row id and a value (quotes, a
+#      semicolon and SQL, a backslash, ü, an emoji, U+2028, $1, %s) are data:
+#      acked, stored and sent back byte for byte;
 #   6. deep JSON: 32,000 nested arrays (64 kB) and 60,000 unclosed '[' → error
 #      too_large naming the nesting limit, 100,000 nested arrays (200 kB) →
 #      too_large (the frame limit), 10,000 nested objects → too_large naming
@@ -101,12 +104,16 @@
 #     ASan's quarantine off (quarantine_size_mb=0, as in 13-gateway-faults.sh),
 #     else freed memory would stay resident.  With these limits the bound is
 #     B0 + about 56 MB, while the barrage streams 128 MB of oversized frames
-#     at once: a gateway that buffered them would exceed it;
+#     at once: a gateway that buffered them would exceed it (checked: with
+#     the frame limit disabled the peak is B0 + 116 MB).  Connections still
+#     in their HTTP upgrade are not sessions and --max-connections does not
+#     count them; each costs about 8 kB for at most --hello-timeout (the
+#     barrage holds 200 of them, inside the slack);
 #   - the gateway never exited, answers a new hello after the barrage, exits
 #     0 on SIGTERM and has no ASan/UBSan/LSan report on stderr.
 #
 # Every wait is bounded; every process started is stopped on every exit
-# (tests/lib/suite.sh).  Takes about a minute and a half.
+# (tests/lib/suite.sh).  Takes about 20 s.
 
 set -uo pipefail
 
@@ -361,7 +368,7 @@ t0=$(now_ms)
 run slowhello
 dt=$(($(now_ms) - t0))
 grep -q '"code":"hello_required"' "$tmp/slowhello.out" && grep -q '^CLOSED 1008' "$tmp/slowhello.out" &&
-	grep -q '^SLOWSTOP' "$tmp/slowhello.out" && ((dt < 5000 + 1000))
+	grep -q '^SLOWSTOP' "$tmp/slowhello.out" && ((dt <= 6000))
 check "$c a hello a byte every 200 ms → hello_required, closed 1008 (after $dt ms; --hello-timeout 3)" $? "$tmp/slowhello.out"
 
 # --- 4. flood ---------------------------------------------------------------------------
@@ -663,11 +670,11 @@ read -r what ms _ <"$tmp/slowok.out"
 grep -qE '^ANSWER [0-9]+ HTTP/1\.1 101' "$tmp/slowok.out"
 check "slowloris: an upgrade a byte every 5 ms (within --hello-timeout) is still answered 101 (after ${ms:-?} ms)" $? "$tmp/slowok.out"
 read -r what ms _ <"$tmp/slowhttp.out"
-[[ $what == CLOSED ]] && ((ms <= 5000))
+[[ $what == CLOSED ]] && ((ms <= 6000))
 check "slowloris: the HTTP upgrade a byte every 200 ms → closed unanswered (after ${ms:-?} ms; --hello-timeout 3)" $? "$tmp/slowhttp.out"
 halfopen=$(cat "$tmp/halfopen.out" 2>/dev/null)
-[[ $halfopen =~ ^HALFOPEN\ closed\ 200\ of\ 200,\ last\ after\ ([0-9]+)\ ms ]] && ((BASH_REMATCH[1] <= 5000))
-check "slowloris: 200 connections stopping after a request line → all closed within 3 + 2 s ($halfopen)" $? "$tmp/halfopen.out"
+[[ $halfopen =~ ^HALFOPEN\ closed\ 200\ of\ 200,\ last\ after\ ([0-9]+)\ ms ]] && ((BASH_REMATCH[1] <= 6000))
+check "slowloris: 200 connections stopping after a request line → all closed within 3 + 3 s ($halfopen)" $? "$tmp/halfopen.out"
 
 # --- the end of the barrage --------------------------------------------------------------------
 touch "$tmp/barrage.done"
