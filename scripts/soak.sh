@@ -107,7 +107,8 @@ gw_start() {
 	local i=$1 log k n
 	gw_starts[i]=$((gw_starts[i] + 1))
 	log="$rundir/gw$i.log"
-	n=$(grep -c "database connected" "$log" 2>/dev/null)
+	: >>"$log"
+	n=$(grep -c "database connected" "$log")
 	"$gateway" --listen "127.0.0.1:${gw_port[i]}" --db "$conninfo" 2>>"$log" &
 	gw_pid[i]=$!
 	for ((k = 0; k < 100; k++)); do
