@@ -1,0 +1,550 @@
+#!/usr/bin/env bash
+# tests/suites/15-authz.sh: the authorization matrix, end to end over real
+# gateways (issue 6): every token x every group, read and write.
+#
+# Builds the sanitized gateway, the test client (tests/gateway/test_client.c)
+# and the sanitized synclog-cli, creates database authz_<pid> on the shared
+# cluster (tracked tables items(id, grp, title, n) grouped by grp and
+# notes(nid, team, body) grouped by team; groups a, b, c, with rows made by
+# pushes through a gateway and by direct SQL captured by the trigger) and
+# starts three gateways on free loopback ports: g1 and g2 plain, g3 with
+# --allow-origin.  Tokens, one per kind: one [a], two [a,b], all [a,b,c],
+# ro [a,b] (can_write false), rev [a,b,c] (revoked before anything runs),
+# unknown (well-formed, never created), garbage (not a token at all), empty
+# ("").  One PASS/FAIL line per cell, the cell named:
+#
+#   read/MODE: token K x hello [G]   for every token K, every single group G
+#       and the three together, in three modes: snapshot (cursor 0), backlog
+#       (cursor > 0, changes made after that cursor) and compacted (the same
+#       cursor once compaction removed it: a snapshot again).  32 clients per
+#       mode hello at once; once each has its welcome and its backlog, more
+#       changes are made in every group (pushes and SQL: inserts, updates,
+#       deletes, both tables); the suite waits until each client granted a
+#       group has the last of them.  Then, from what each client received
+#       (parsed in SQL, groups looked up in synclog.row_meta):
+#       - a token that authenticates gets welcome with groups = the groups
+#         asked for that the token grants (PROTOCOL.md: the ungranted ones
+#         are filtered out, no error) and stays open; revoked, unknown and
+#         garbage tokens get error unauthorized and are closed; the empty
+#         token gets error bad_frame (a hello needs a 1-byte token) and no
+#         welcome;
+#       - 0 rows (snapshot rows or changes) of a group not granted;
+#       - every row of the granted groups: the snapshot plus the changes
+#         after it, applied in order, equal PostgreSQL's rows of those groups
+#         field for field; the changes' seqs are exactly synclog.ops' seqs of
+#         those groups after the snapshot's (or hello's) cursor, once each,
+#         in order.
+#   write: token K x group G   a push (over g1, hello for [G]) of an upsert of
+#       a new row, an upsert of an existing row and a delete, for every token
+#       and group: applied exactly when K may write G (every op acked; the
+#       group's rows changed as pushed, 3 more ops of G in synclog.ops, other
+#       groups untouched), otherwise every op refused with the right code
+#       (unauthorized for an ungranted group, read_only for the read-only
+#       token) and rows, synclog.ops and synclog.row_meta unchanged in every
+#       group (compared before and after).  Tokens that cannot hello:
+#       revoked, unknown and garbage get unauthorized and the connection
+#       closes, the empty token gets bad_frame and then hello_required for
+#       its push; synclog.push with each of them refuses every op
+#       unauthorized; nothing changes.
+#   write: cross-group ops   moving a row to another group (group_immutable,
+#       also by a token that grants both), writing and deleting a row id that
+#       exists in an ungranted group (unauthorized, with and without the group
+#       column), a notes row of another group: refused, nothing changes.
+#   revoke   3 connections of one token on g1 and 2 on g2 (different groups),
+#       one connection of another token on each: after synclog.revoke_token
+#       every connection of the revoked token gets error unauthorized and is
+#       closed within 1000 ms of psql's return (the client stamps the moment
+#       it reads the close: test_client --stamp), each measured; the other
+#       token's connections stay open and get a change made afterwards; a new
+#       hello with the revoked token is refused on both gateways.  Two rounds.
+#   origin   g3 (--allow-origin with two origins): listed Origins and no
+#       Origin get welcome; an unlisted one, a listed one with a suffix, a
+#       different port, "null" and an over-long one are refused with HTTP 403
+#       at the handshake; g1 (no allow-list) accepts any Origin.
+#   cli   synclog-cli watch with a token that gets revoked exits 2 ("refused
+#       the token") promptly; sync with it exits 2 (the CLI's documented
+#       status for a refused token) and keeps its pending op.
+#   and for every gateway: SIGTERM -> exit 0, no sanitizer report.
+#
+# Every wait is bounded; gateways and clients are stopped, the database
+# dropped and the temporary directory removed on every exit.  Takes about a
+# minute.
+
+set -uo pipefail
+
+REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+# shellcheck source=tests/lib/suite.sh
+source "$REPO/tests/lib/suite.sh"
+client="$REPO/build/gateway/test_client"
+cli="$REPO/build/client/synclog-cli-asan"
+DB="authz_$$"
+
+suite_begin authz authz
+declare -A GW_PID=() GW_PORT=()
+bg_pids=()
+cli_pid=""
+
+# kill_bg: ends every background client (each under timeout(1), which has a
+# process group of its own and passes SIGTERM on): TERM, 2 s, then KILL.
+kill_bg() {
+	local p i alive
+	for p in "${bg_pids[@]}" $cli_pid; do kill -TERM "$p" 2>/dev/null; done
+	for ((i = 0; i < 20; i++)); do
+		alive=0
+		for p in "${bg_pids[@]}" $cli_pid; do kill -0 "$p" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.1
+	done
+	for p in "${bg_pids[@]}" $cli_pid; do kill -KILL "$p" 2>/dev/null; done
+	for p in "${bg_pids[@]}" $cli_pid; do wait "$p" 2>/dev/null; done
+	bg_pids=()
+	cli_pid=""
+}
+kill_gateways() {
+	local n
+	for n in "${!GW_PID[@]}"; do
+		[[ -n ${GW_PID[$n]} ]] && suite_kill "${GW_PID[$n]}"
+		GW_PID[$n]=""
+	done
+}
+suite_at_exit 'kill_gateways'
+suite_at_exit 'kill_bg'
+
+sql() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+# show FILE: the end of a file, lines cut to 300 characters, for a failure.
+show() {
+	echo "--- $(basename "$1"):"
+	cut -c1-300 "$1" 2>/dev/null | tail -n "${2:-20}"
+	echo "---"
+}
+
+# wait_until SECS CMD...: true once CMD succeeds (tried every 50 ms); false
+# after SECS seconds.
+wait_until() {
+	local end=$(($(now_us) + $1 * 1000000))
+	shift
+	while (($(now_us) < end)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	"$@"
+}
+
+if ! make --no-print-directory -C "$REPO/gateway" gateway-asan test-client-bin >"$tmp/build.log" 2>&1 ||
+	! make --no-print-directory -C "$REPO/client" cli-asan >>"$tmp/build.log" 2>&1; then
+	cat "$tmp/build.log"
+	suite_abort "build (make -C gateway gateway-asan test-client-bin; make -C client cli-asan; output above)"
+fi
+
+# --- the database ---------------------------------------------------------------
+# Rows in every group by direct SQL (captured by the trigger): items g-s1..s6
+# and notes; rows that the write rounds delete later (g-dp-LABEL by a push,
+# g-ds-LABEL by SQL) and that the write matrix deletes (g-del-KIND).  Schema t
+# holds what the suite parses (not tracked).
+KINDS=(one two all ro rev unknown garbage empty)
+LABELS=(init pre snapshot backlog compacted)
+suite_create_db "$DB" <<SQL || suite_abort "setup (database $DB, output above)"
+CREATE TABLE items (id text PRIMARY KEY, grp text NOT NULL, title text, n int);
+CREATE TABLE notes (nid int PRIMARY KEY, team text NOT NULL, body text);
+SELECT synclog.track('items', 'grp');
+SELECT synclog.track('notes', 'team');
+INSERT INTO items SELECT g || '-s' || i, g, 'sql ' || g || i, i
+  FROM unnest('{a,b,c}'::text[]) g, generate_series(1, 6) i;
+INSERT INTO notes SELECT (ascii(g) - 96) * 100 + i, g, 'note ' || g || i
+  FROM unnest('{a,b,c}'::text[]) g, generate_series(1, 3) i;
+INSERT INTO items SELECT g || '-' || d || '-' || l, g, 'to delete', 0
+  FROM unnest('{a,b,c}'::text[]) g, unnest('{dp,ds}'::text[]) d, unnest('{${LABELS[*]}}'::text[]) l;
+INSERT INTO items SELECT g || '-del-' || k, g, 'to delete', 0
+  FROM unnest('{a,b,c}'::text[]) g, unnest('{${KINDS[*]}}'::text[]) k;
+UPDATE items SET title = 'sql updated' WHERE id LIKE '%-s1';
+DELETE FROM items WHERE id LIKE '%-s6';
+UPDATE notes SET body = 'note updated' WHERE nid % 100 = 2;
+CREATE SCHEMA t;
+CREATE TABLE t.meta (mode text, name text, kind text, req text[], exp text[], c0 bigint);
+CREATE TABLE t.lines (mode text, name text, n int, line text);
+SQL
+
+declare -A TOK=() TGROUPS=()
+mk_token() { # KIND SUBJECT GROUPS_ARRAY_LITERAL CAN_WRITE
+	TOK[$1]=$(sql -c "SELECT synclog.create_token('$2', '$3'::text[], $4)") || suite_abort "setup (token $1)"
+	TGROUPS[$1]=$3
+}
+mk_token one authz-one '{a}' true
+mk_token two authz-two '{a,b}' true
+mk_token all authz-all '{a,b,c}' true
+mk_token ro authz-ro '{a,b}' false
+mk_token rev authz-rev '{a,b,c}' true
+sql -c "SELECT synclog.revoke_token('${TOK[rev]}')" >/dev/null || suite_abort "setup (revoking token rev)"
+TOK[unknown]="slt_$(printf '%064d' 0 | tr 0 7)"
+TOK[garbage]="x' OR '1'='1"
+TOK[empty]=""
+for k in rev unknown garbage empty; do TGROUPS[$k]='{}'; done
+# may_write KIND GROUP: true when the token may write the group.
+may_write() { [[ $1 == one || $1 == two || $1 == all ]] && [[ ${TGROUPS[$1]} == *"$2"* ]]; }
+
+# --- gateways ---------------------------------------------------------------------
+# start_gw NAME ARGS...: a gateway on a free loopback port, stderr in
+# $tmp/gw-NAME.err; waits (10 s at most) for "database connected" and the port.
+# A port taken meanwhile is retried with another.  1 when it does not start.
+start_gw() {
+	local name=$1 try port i
+	shift
+	for ((try = 0; try < 5; try++)); do
+		port=$(free_port) || return 1
+		"$SUITE_GATEWAY" --listen "127.0.0.1:$port" \
+			--db "host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$DB" \
+			"$@" 2>"$tmp/gw-$name.err" &
+		GW_PID[$name]=$!
+		GW_PORT[$name]=$port
+		for ((i = 0; i < 100; i++)); do
+			if ! kill -0 "${GW_PID[$name]}" 2>/dev/null; then
+				wait "${GW_PID[$name]}"
+				GW_PID[$name]=""
+				grep -q "cannot listen" "$tmp/gw-$name.err" && continue 2
+				show "$tmp/gw-$name.err"
+				return 1
+			fi
+			grep -q "database connected" "$tmp/gw-$name.err" && port_open "$port" && return 0
+			sleep 0.1
+		done
+		show "$tmp/gw-$name.err"
+		return 1
+	done
+	return 1
+}
+# stop_gw NAME: SIGTERM; PASS when it exits 0 within 10 s with no sanitizer
+# report on its stderr.
+stop_gw() {
+	local name=$1 pid=${GW_PID[$1]:-} st=124 i
+	[[ -n $pid ]] || return 0
+	kill -TERM "$pid"
+	for ((i = 0; i < 100; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid"
+			st=$?
+			break
+		fi
+		sleep 0.1
+	done
+	((st == 124)) && suite_kill "$pid"
+	GW_PID[$name]=""
+	if ((st == 0)) && sanitizer_clean "$tmp/gw-$name.err"; then
+		pass "gateway $name: SIGTERM -> exit 0, no sanitizer report"
+	else
+		echo "exit status $st (124: still running after 10 s)"
+		show "$tmp/gw-$name.err" 40
+		fail "gateway $name: SIGTERM -> exit 0, no sanitizer report"
+	fi
+}
+start_gw g1 || suite_abort "gateway g1 started"
+start_gw g2 || suite_abort "gateway g2 started"
+start_gw g3 --allow-origin "http://good.example,https://app.example:8443" || suite_abort "gateway g3 started"
+P1=${GW_PORT[g1]} P2=${GW_PORT[g2]} P3=${GW_PORT[g3]}
+
+# --- clients ----------------------------------------------------------------------
+# hello TOKEN CLIENT_ID GROUPS_JSON CURSOR: the script line of a hello.
+hello() {
+	printf 'send {"type":"hello","client_id":"%s","token":"%s","groups":%s,"cursor":%s,"hlc":"0000000000000001"}\n' \
+		"$2" "$1" "$3" "$4"
+}
+# run_client NAME PORT [OPTIONS...]: script $tmp/NAME.in, output $tmp/NAME.out,
+# 60 s at most.  bg_client: the same in the background (pid in bg_pids and
+# last_pid).
+run_client() {
+	local n=$1 p=$2
+	shift 2
+	timeout -k 5 60 "$client" "$@" 127.0.0.1 "$p" <"$tmp/$n.in" >"$tmp/$n.out" 2>"$tmp/$n.err"
+}
+bg_client() {
+	local n=$1 p=$2
+	shift 2
+	: >"$tmp/$n.out"
+	timeout -k 5 60 "$client" "$@" 127.0.0.1 "$p" <"$tmp/$n.in" >"$tmp/$n.out" 2>"$tmp/$n.err" &
+	last_pid=$!
+	bg_pids+=("$last_pid")
+}
+# wait_bg SECS: waits for every background client, at most SECS, then ends them.
+wait_bg() {
+	local p end=$(($(now_us) + $1 * 1000000))
+	for p in "${bg_pids[@]}"; do
+		while kill -0 "$p" 2>/dev/null && (($(now_us) < end)); do sleep 0.05; done
+	done
+	kill_bg
+}
+
+# Ops.  OPS is the JSON text of the ops of the push being built: add_upsert
+# and add_delete append one op each, with a fresh id and a clock from the wall
+# clock (milliseconds, and the microseconds as counter: increasing from one op
+# to the next).  No subshells here: the counters must advance.
+OPS=""
+opn=0
+note_n=1000
+next_op() {
+	local us=${EPOCHREALTIME/./}
+	opn=$((opn + 1))
+	printf -v OPID '0a000000-0000-4000-8000-%012d' "$opn"
+	printf -v HLC '%012x%04x' $((us / 1000)) $((us % 1000))
+}
+# add_upsert ROW FIELDS [TABLE]: FIELDS is the inside of the fields object.
+add_upsert() {
+	next_op
+	OPS+="${OPS:+,}{\"id\":\"$OPID\",\"table\":\"${3:-items}\",\"row\":\"$1\",\"kind\":\"upsert\",\"fields\":{$2},\"hlc\":\"$HLC\"}"
+}
+# add_delete ROW [TABLE]
+add_delete() {
+	next_op
+	OPS+="${OPS:+,}{\"id\":\"$OPID\",\"table\":\"${2:-items}\",\"row\":\"$1\",\"kind\":\"delete\",\"hlc\":\"$HLC\"}"
+}
+
+# write_round LABEL: changes in every group, half pushed through g1 by token
+# all (a new row, an update, a delete, a new note), half by SQL (the same
+# kinds).  Returns 1, after saying why, when the push is not acked whole.
+write_round() {
+	local l=$1 g i=0
+	OPS=""
+	for g in a b c; do
+		i=$((i + 1))
+		note_n=$((note_n + 1))
+		add_upsert "$g-$l-p" "\"grp\":\"$g\",\"title\":\"pushed $l\",\"n\":$i"
+		add_upsert "$g-s2" "\"title\":\"s2 by $l\""
+		add_delete "$g-dp-$l"
+		add_upsert "$note_n" "\"team\":\"$g\",\"body\":\"$l\"" notes
+	done
+	{
+		hello "${TOK[all]}" "writer-$l" '["a","b","c"]' "$(sql -c 'SELECT synclog.cursor()')"
+		echo 'await 1 10 "type":"welcome"'
+		echo "send {\"type\":\"push\",\"ops\":[$OPS]}"
+		echo 'await 1 20 "type":"ack"'
+	} >"$tmp/w-$l.in"
+	run_client "w-$l" "$P1"
+	if ! grep -q '"type":"ack","acked":\[[^]]*\],"rejected":\[\]' "$tmp/w-$l.out"; then
+		show "$tmp/w-$l.out"
+		echo "write round $l: the push was not acked whole"
+		return 1
+	fi
+	sql >/dev/null <<SQL
+INSERT INTO items SELECT g || '-$l-q', g, 'sql $l', 7 FROM unnest('{a,b,c}'::text[]) g;
+UPDATE items SET title = 's3 by $l', n = n + 1 WHERE id IN ('a-s3', 'b-s3', 'c-s3');
+DELETE FROM items WHERE id LIKE '%-ds-$l';
+UPDATE notes SET body = 'by $l' WHERE nid % 100 = 3;
+SQL
+}
+
+# --- read matrix ------------------------------------------------------------------
+# Every token x hello [a], [b], [c], [a,b,c]: EXP is what the welcome must
+# grant (the groups asked for that the token grants, in the order asked).
+REQS=(a b c abc)
+req_json() { [[ $1 == abc ]] && echo '["a","b","c"]' || echo "[\"$1\"]"; }
+exp_groups() { # KIND REQ -> space-separated granted groups
+	local g out=""
+	for g in $(echo "$2" | grep -o .); do [[ ${TGROUPS[$1]} == *"$g"* ]] && out+="$g "; done
+	echo "$out"
+}
+# load_lines MODE NAME: the client's output lines into t.lines.
+load_lines() {
+	awk -v m="$1" -v n="$2" 'BEGIN { OFS = "\037" } { print m, n, NR, $0 }' "$tmp/$2.out" >>"$tmp/lines-$1.csv"
+}
+
+# read_eval MODE: one row per client of MODE: name|PASS or FAIL|what was seen.
+# F is the cursor every granted client has reached.
+read_eval() {
+	sql -c "COPY t.lines FROM STDIN WITH (FORMAT csv, DELIMITER E'\\037', QUOTE E'\\036')" <"$tmp/lines-$1.csv" ||
+		return 1
+	sql -v mode="$1" -v f="$2" <<'SQL'
+WITH msgs AS (
+    SELECT l.name, l.n, substr(l.line, 6)::jsonb AS m FROM t.lines l
+     WHERE l.mode = :'mode' AND l.line LIKE 'RECV %'
+), rm AS (
+    SELECT r.tbl::text AS tbl, r.row_id, r.grp FROM synclog.row_meta r
+), snap AS (
+    SELECT s.name, s.n, e->>'table' AS tbl, e->>'row' AS rid, e->'fields' AS f,
+           (s.m->>'cursor')::bigint AS cur, coalesce(rm.grp, '?') AS grp
+      FROM msgs s CROSS JOIN jsonb_array_elements(s.m->'rows') e
+      LEFT JOIN rm ON rm.tbl = e->>'table' AND rm.row_id = e->>'row'
+     WHERE s.m->>'type' = 'snapshot'
+), chg AS (
+    SELECT c.name, c.n, o, e->>'table' AS tbl, e->>'row' AS rid, e->'fields' AS f, e->>'kind' AS kind,
+           (e->>'seq')::bigint AS seq, coalesce(rm.grp, '?') AS grp
+      FROM msgs c CROSS JOIN jsonb_array_elements(c.m->'changes') WITH ORDINALITY AS x(e, o)
+      LEFT JOIN rm ON rm.tbl = e->>'table' AND rm.row_id = e->>'row'
+     WHERE c.m->>'type' = 'changes'
+), cl AS (
+    SELECT mt.*,
+           (SELECT count(*) FROM msgs WHERE name = mt.name AND m->>'type' = 'welcome') AS welcomes,
+           (SELECT m->'groups' FROM msgs WHERE name = mt.name AND m->>'type' = 'welcome' LIMIT 1) AS wgroups,
+           (SELECT coalesce(string_agg(m->>'code', ',' ORDER BY n), '') FROM msgs
+             WHERE name = mt.name AND m->>'type' = 'error') AS errors,
+           EXISTS (SELECT 1 FROM t.lines WHERE mode = :'mode' AND name = mt.name AND line ~ '^CLOSED [0-9]')
+               AS closed,
+           (SELECT count(*) FROM snap WHERE name = mt.name AND NOT grp = ANY (mt.exp))
+             + (SELECT count(*) FROM chg WHERE name = mt.name AND NOT grp = ANY (mt.exp)) AS leaked,
+           (SELECT count(*) FROM snap WHERE name = mt.name) AS nsnap,
+           (SELECT count(*) FROM chg WHERE name = mt.name) AS nchg,
+           (SELECT count(*) FROM msgs WHERE name = mt.name AND m->>'type' = 'snapshot'
+               AND (m->>'done')::bool) AS snapdone,
+           coalesce((SELECT min(cur) FROM snap WHERE name = mt.name),
+                    (SELECT (m->>'cursor')::bigint FROM msgs WHERE name = mt.name AND m->>'type' = 'snapshot'
+                      LIMIT 1), mt.c0) AS s0
+      FROM t.meta mt WHERE mt.mode = :'mode'
+), ev AS (
+    SELECT cl.*,
+           -- the changes' seqs as received, and what synclog.ops holds for the granted groups
+           (SELECT coalesce(array_agg(seq ORDER BY n, o), '{}') FROM chg WHERE name = cl.name) AS got,
+           (SELECT coalesce(array_agg(seq ORDER BY seq), '{}') FROM synclog.ops
+             WHERE grp = ANY (cl.exp) AND seq > cl.s0 AND seq <= :f) AS want,
+           -- the rows rebuilt from the snapshot and the changes, against PostgreSQL's
+           (WITH ent AS (
+                SELECT tbl, rid, f, -1::bigint AS ord FROM snap WHERE name = cl.name
+                UNION ALL SELECT tbl, rid, f, seq FROM chg WHERE name = cl.name AND kind = 'upsert'
+            ), kv AS (
+                SELECT DISTINCT ON (tbl, rid, k) tbl, rid, k, v
+                  FROM ent CROSS JOIN jsonb_each(ent.f) AS x(k, v) ORDER BY tbl, rid, k, ord DESC
+            ), mine AS (
+                SELECT tbl, rid, jsonb_object_agg(k, v) AS j FROM kv
+                 WHERE (tbl, rid) NOT IN (SELECT tbl, rid FROM chg WHERE name = cl.name AND kind = 'delete')
+                 GROUP BY tbl, rid
+            ), db AS (
+                SELECT 'items' AS tbl, i.id AS rid, to_jsonb(i) AS j FROM items i WHERE i.grp = ANY (cl.exp)
+                UNION ALL SELECT 'notes', o.nid::text, to_jsonb(o) FROM notes o WHERE o.team = ANY (cl.exp)
+            )
+            SELECT count(*) FROM mine FULL JOIN db USING (tbl, rid) WHERE mine.j IS DISTINCT FROM db.j
+           ) AS wrong_rows,
+           -- each change as received against the op log's entry of its seq
+           (SELECT count(*) FROM chg LEFT JOIN synclog.ops o ON o.seq = chg.seq
+             WHERE chg.name = cl.name
+               AND (o.seq IS NULL OR o.table_name <> chg.tbl OR o.row_id <> chg.rid OR o.kind <> chg.kind
+                    OR (chg.kind = 'upsert' AND o.fields IS DISTINCT FROM chg.f))) AS wrong_changes,
+           (SELECT count(*) FROM items WHERE grp = ANY (cl.exp))
+             + (SELECT count(*) FROM notes WHERE team = ANY (cl.exp)) AS db_rows,
+           (SELECT string_agg(format('%s: %s+%s', g,
+                       (SELECT count(*) FROM snap WHERE name = cl.name AND grp = g),
+                       (SELECT count(*) FROM chg WHERE name = cl.name AND grp = g)), ', ' ORDER BY g)
+              FROM unnest(cl.exp) g) AS per_group
+      FROM cl
+)
+SELECT name, kind, array_to_string(req, ','), array_to_string(exp, ','),
+       CASE
+         WHEN kind IN ('one', 'two', 'all', 'ro') THEN
+           concat_ws('; ',
+             CASE WHEN welcomes <> 1 THEN format('%s welcome frames', welcomes) END,
+             CASE WHEN wgroups IS DISTINCT FROM to_jsonb(exp) THEN format('welcome groups %s', wgroups) END,
+             CASE WHEN errors <> '' THEN 'errors: ' || errors END,
+             CASE WHEN closed THEN 'closed by the server' END,
+             CASE WHEN leaked > 0 THEN format('%s rows of ungranted groups', leaked) END,
+             CASE WHEN cardinality(exp) > 0 AND mode <> 'backlog' AND snapdone <> 1
+                  THEN format('%s complete snapshots', snapdone) END,
+             CASE WHEN got <> want THEN format('change seqs %s, expected %s (after cursor %s)',
+                                               got, want, s0) END,
+             CASE WHEN wrong_changes > 0 THEN format('%s changes differ from synclog.ops', wrong_changes) END,
+             CASE WHEN wrong_rows > 0 AND mode <> 'backlog' THEN format('%s rows differ from PostgreSQL''s', wrong_rows) END)
+         ELSE
+           concat_ws('; ',
+             CASE WHEN welcomes <> 0 THEN 'welcomed' END,
+             CASE WHEN kind = 'empty' AND errors <> 'bad_frame' THEN 'errors: ' || errors || ' (expected bad_frame)' END,
+             CASE WHEN kind <> 'empty' AND (errors <> 'unauthorized' OR NOT closed)
+                  THEN format('errors: %s, closed: %s (expected unauthorized, closed)', errors, closed) END,
+             CASE WHEN nsnap + nchg > 0 THEN format('%s rows delivered', nsnap + nchg) END)
+       END AS problems,
+       CASE WHEN cardinality(exp) = 0 THEN format('0 rows; errors [%s]', errors)
+            WHEN mode = 'backlog' THEN format('%s changes after cursor %s as in synclog.ops; per group %s',
+                                              nchg, s0, per_group)
+            ELSE format('%s snapshot rows + %s changes = the %s rows in PostgreSQL; per group %s',
+                        nsnap, nchg, db_rows, per_group) END
+  FROM ev ORDER BY name;
+SQL
+}
+
+# read_mode MODE CURSOR: the 32 clients of MODE hello with CURSOR at once on
+# g1; once each has its answer and its backlog, a write round; then each
+# granted client must get the round's last change of its groups; then the
+# verdicts.
+read_mode() {
+	local mode=$1 c0=$2 k r name pending f ready want
+	local -a names=()
+	: >"$tmp/lines-$mode.csv"
+	: >"$tmp/meta-$mode.csv"
+	for k in "${KINDS[@]}"; do
+		for r in "${REQS[@]}"; do
+			name="r-$mode-$k-$r"
+			names+=("$name")
+			{
+				hello "${TOK[$k]}" "$name" "$(req_json "$r")" "$c0"
+				echo "readuntil $tmp/stop-$mode 60"
+			} >"$tmp/$name.in"
+			bg_client "$name" "$P1"
+			local e
+			e=$(exp_groups "$k" "$r")
+			printf '%s\037%s\037%s\037{%s}\037{%s}\037%s\n' "$mode" "$name" "$k" \
+				"$(echo "$r" | grep -o . | paste -sd,)" "$(echo $e | tr ' ' ,)" "$c0" >>"$tmp/meta-$mode.csv"
+		done
+	done
+	sql -c "COPY t.meta FROM STDIN WITH (FORMAT csv, DELIMITER E'\\037', QUOTE E'\\036')" <"$tmp/meta-$mode.csv" ||
+		return 1
+	# ready NAME: the client has its answer and, when granted groups, its
+	# backlog (a complete snapshot, or a changes frame).
+	ready() {
+		local n=$1
+		grep -qE '"type":"welcome"|^CLOSED|"type":"error"' "$tmp/$n.out" || return 1
+		grep -q '"groups":\[\]' "$tmp/$n.out" && return 0
+		grep -q '"type":"welcome"' "$tmp/$n.out" || return 0
+		if [[ $mode == backlog ]]; then grep -q '"type":"changes"' "$tmp/$n.out"; else grep -q '"done":true' "$tmp/$n.out"; fi
+	}
+	all_ready() { local n; for n in "${names[@]}"; do ready "$n" || return 1; done; }
+	wait_until 30 all_ready || echo "read/$mode: not every client had its answer and backlog within 30 s"
+	write_round "$mode" || fail "read/$mode: write round"
+	f=$(sql -c "SELECT synclog.wait_sequenced('30s')")
+	# has_last NAME: a granted client got the last change of its groups.
+	declare -A last=()
+	while IFS='|' read -r g s; do last[$g]=$s; done < <(sql -c "SELECT grp, max(seq) FROM synclog.ops WHERE grp IS NOT NULL GROUP BY grp")
+	all_caught_up() {
+		local n k r g m
+		for k in one two all ro; do
+			for r in "${REQS[@]}"; do
+				n="r-$mode-$k-$r" m=0
+				for g in $(exp_groups "$k" "$r"); do ((${last[$g]:-0} > m)) && m=${last[$g]}; done
+				((m == 0)) || grep -qE "\"seq\": ?$m[,}]" "$tmp/$n.out" || return 1
+			done
+		done
+	}
+	wait_until 30 all_caught_up || echo "read/$mode: not every granted client got the last change within 30 s"
+	sleep 0.3 # the other clients' share of the same fan-out pass, if any
+	touch "$tmp/stop-$mode"
+	wait_bg 10
+	for name in "${names[@]}"; do load_lines "$mode" "$name"; done
+	read_eval "$mode" "$f" >"$tmp/eval-$mode.txt" || { cat "$tmp/eval-$mode.txt"; return 1; }
+	local cname
+	while IFS='|' read -r name k r e problems detail; do
+		cname="read/$mode: token $k x hello [$r] (granted [$e])"
+		if [[ -z $problems ]]; then
+			pass "$cname: $detail"
+		else
+			echo "--- $name: $problems"
+			show "$tmp/$name.out" 8
+			fail "$cname: $problems"
+		fi
+	done <"$tmp/eval-$mode.txt"
+	[[ $(wc -l <"$tmp/eval-$mode.txt") -eq ${#names[@]} ]] || fail "read/$mode: a verdict for every client"
+}
+
+write_round init || suite_abort "setup (first write round)"
+sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
+read_mode snapshot 0 || fail "read/snapshot: evaluation (output above)"
+K=$(sql -c "SELECT synclog.wait_sequenced('30s')")
+write_round pre || fail "read/backlog: write round before the hellos"
+read_mode backlog "$K" || fail "read/backlog: evaluation (output above)"
+# Compaction removes every change older than 1 s: cursor K is gone.
+through=$(sql <<'SQL'
+SELECT pg_sleep(1.2);
+SET synclog.retention = 1;
+SELECT synclog.compact();
+SQL
+)
+through=${through##*$'\n'}
+if ((through > K)); then
+	read_mode compacted "$K" || fail "read/compacted: evaluation (output above)"
+else
+	fail "read/compacted: compaction removed cursor $K (compacted through $through)"
+fi
+exit "$failed"
