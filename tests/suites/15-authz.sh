@@ -150,14 +150,16 @@ CREATE TABLE items (id text PRIMARY KEY, grp text NOT NULL, title text, n int);
 CREATE TABLE notes (nid int PRIMARY KEY, team text NOT NULL, body text);
 SELECT synclog.track('items', 'grp');
 SELECT synclog.track('notes', 'team');
+-- (rows deleted later must exist: a delete of a row never seen is acked as
+-- a tombstone, by design, whatever the token's groups)
 INSERT INTO items SELECT g || '-s' || i, g, 'sql ' || g || i, i
   FROM unnest('{a,b,c}'::text[]) g, generate_series(1, 6) i;
 INSERT INTO notes SELECT (ascii(g) - 96) * 100 + i, g, 'note ' || g || i
   FROM unnest('{a,b,c}'::text[]) g, generate_series(1, 3) i;
 INSERT INTO items SELECT g || '-' || d || '-' || l, g, 'to delete', 0
-  FROM unnest('{a,b,c}'::text[]) g, unnest('{dp,ds}'::text[]) d, unnest('{${LABELS[*]}}'::text[]) l;
+  FROM unnest('{a,b,c}'::text[]) g, unnest('{dp,ds}'::text[]) d, unnest('{$(IFS=,; echo "${LABELS[*]}")}'::text[]) l;
 INSERT INTO items SELECT g || '-del-' || k, g, 'to delete', 0
-  FROM unnest('{a,b,c}'::text[]) g, unnest('{${KINDS[*]}}'::text[]) k;
+  FROM unnest('{a,b,c}'::text[]) g, unnest('{$(IFS=,; echo "${KINDS[*]}")}'::text[]) k;
 UPDATE items SET title = 'sql updated' WHERE id LIKE '%-s1';
 DELETE FROM items WHERE id LIKE '%-s6';
 UPDATE notes SET body = 'note updated' WHERE nid % 100 = 2;
@@ -547,4 +549,188 @@ if ((through > K)); then
 else
 	fail "read/compacted: compaction removed cursor $K (compacted through $through)"
 fi
+
+# --- write matrix -----------------------------------------------------------------
+# fp: a fingerprint of everything a push can change, per group: its items and
+# notes rows, its ops in synclog.ops, its rows' synclog.row_meta, and the
+# totals (ops and row metadata of no group included).  One line, groups
+# separated by spaces: "a:ROWS:ROWS_MD5:OPS:META_MD5 b:... c:... all:OPS:META".
+fp() {
+	sql <<'SQL'
+SELECT string_agg(format('%s:%s:%s:%s:%s', g,
+         (SELECT count(*) FROM items WHERE grp = g),
+         md5((SELECT coalesce(string_agg(i::text, ',' ORDER BY id), '') FROM items i WHERE grp = g)
+             || (SELECT coalesce(string_agg(o::text, ',' ORDER BY nid), '') FROM notes o WHERE team = g)),
+         (SELECT count(*) FROM synclog.ops WHERE grp = g),
+         md5((SELECT coalesce(string_agg(m::text, ',' ORDER BY tbl, row_id), '') FROM synclog.row_meta m
+               WHERE grp = g))), ' ' ORDER BY g)
+       || format(' all:%s:%s', (SELECT count(*) FROM synclog.ops), (SELECT count(*) FROM synclog.row_meta))
+  FROM unnest('{a,b,c}'::text[]) g;
+SQL
+}
+# fp_group FP G: group G's part of a fingerprint.
+fp_group() { tr ' ' '\n' <<<"$1" | grep "^$2:"; }
+# ack_outcomes FILE: each op of the first ack in FILE as "OP_ID OUTCOME"
+# (acked, or the rejection's code), acked ones first.
+ack_outcomes() {
+	local ack
+	ack=$(grep -m 1 '"type":"ack"' "$1") || return 0
+	sql -v a="${ack#RECV }" <<'SQL'
+SELECT id, 'acked' FROM jsonb_array_elements_text((:'a')::jsonb -> 'acked') id;
+SELECT e->>'id', e->>'code' FROM jsonb_array_elements((:'a')::jsonb -> 'rejected') e;
+SQL
+}
+# outcome_of OUTCOMES OP_ID: the outcome of one op ("none" if absent).
+outcome_of() {
+	local o
+	o=$(grep "^$2|" <<<"$1" | cut -d'|' -f2)
+	echo "${o:-none}"
+}
+
+# One cell: token K pushes, over g1 after a hello for [G], an upsert of a new
+# row G-w-K, an upsert of the existing row G-s4 and a delete of G-del-K.
+write_cell() {
+	local k=$1 g=$2 name="wr-$1-$2" before after outs o expect id ok=1 why="" ids=()
+	OPS=""
+	add_upsert "$g-w-$k" "\"grp\":\"$g\",\"title\":\"w by $k\",\"n\":5"
+	ids+=("$OPID")
+	add_upsert "$g-s4" "\"title\":\"w by $k\""
+	ids+=("$OPID")
+	add_delete "$g-del-$k"
+	ids+=("$OPID")
+	{
+		hello "${TOK[$k]}" "$name" "[\"$g\"]" "$(sql -c 'SELECT synclog.cursor()')"
+		case $k in
+		one | two | all | ro)
+			echo 'await 1 10 "type":"welcome"'
+			echo "send {\"type\":\"push\",\"ops\":[$OPS]}"
+			echo 'await 1 10 "type":"ack"'
+			;;
+		*)
+			echo 'recv 10'
+			echo "send {\"type\":\"push\",\"ops\":[$OPS]}"
+			echo 'recv 3'
+			;;
+		esac
+	} >"$tmp/$name.in"
+	before=$(fp)
+	run_client "$name" "$P1"
+	case $k in
+	one | two | all | ro)
+		outs=$(ack_outcomes "$tmp/$name.out")
+		if may_write "$k" "$g"; then expect=acked; elif [[ $k == ro ]]; then expect=read_only; else expect=unauthorized; fi
+		for id in "${ids[@]}"; do
+			o=$(outcome_of "$outs" "$id")
+			[[ $o == "$expect" ]] || { ok=0; why+="op $id: $o, expected $expect; "; }
+		done
+		;;
+	empty)
+		expect="bad_frame, then hello_required for the push"
+		grep -q '"code":"bad_frame"' "$tmp/$name.out" && grep -q '"code":"hello_required"' "$tmp/$name.out" &&
+			! grep -qE '"type":"(welcome|ack)"' "$tmp/$name.out" || { ok=0; why+="not $expect; "; }
+		;;
+	*)
+		expect="unauthorized, closed, no ack"
+		grep -q '"code":"unauthorized"' "$tmp/$name.out" && grep -q '^CLOSED [0-9]' "$tmp/$name.out" &&
+			! grep -qE '"type":"(welcome|ack)"' "$tmp/$name.out" || { ok=0; why+="not $expect; "; }
+		;;
+	esac
+	after=$(fp)
+	if [[ $expect == acked ]]; then
+		local h a grow
+		for h in a b c; do
+			[[ $h == "$g" ]] && continue
+			[[ $(fp_group "$before" "$h") == $(fp_group "$after" "$h") ]] || { ok=0; why+="group $h changed; "; }
+		done
+		IFS=: read -r _ _ _ a _ <<<"$(fp_group "$after" "$g")"
+		IFS=: read -r _ _ _ grow _ <<<"$(fp_group "$before" "$g")"
+		((a == grow + 3)) || { ok=0; why+="group $g: $((a - grow)) new ops, expected 3; "; }
+		[[ $(sql -c "SELECT (SELECT title FROM items WHERE id = '$g-w-$k' AND grp = '$g')
+		              || '|' || (SELECT title FROM items WHERE id = '$g-s4')
+		              || '|' || (SELECT count(*) FROM items WHERE id = '$g-del-$k')") == "w by $k|w by $k|0" ]] ||
+			{ ok=0; why+="rows not as pushed; "; }
+	else
+		[[ $before == "$after" ]] || { ok=0; why+="the database changed (before: $before; after: $after); "; }
+	fi
+	if [[ $k == rev || $k == unknown || $k == garbage || $k == empty ]]; then
+		# The extension itself, without a gateway: every op refused unauthorized.
+		outs=$(sql -v t="${TOK[$k]}" -v o="[$OPS]" <<'SQL'
+SELECT string_agg(coalesce(e->>'code', '?'), ',') || '|' || jsonb_array_length(r->'acked')
+  FROM synclog.push(:'t', 'authz-sql', (:'o')::jsonb) r, jsonb_array_elements(r->'rejected') e GROUP BY r;
+SQL
+)
+		expect+="; synclog.push: unauthorized x3"
+		[[ $outs == "unauthorized,unauthorized,unauthorized|0" ]] || { ok=0; why+="synclog.push: $outs; "; }
+		[[ $(fp) == "$before" ]] || { ok=0; why+="synclog.push changed the database; "; }
+	fi
+	if ((ok)); then
+		[[ $expect == acked ]] && expect="3 ops acked and applied, other groups untouched"
+		[[ $expect == unauthorized || $expect == read_only ]] && expect="3 ops refused $expect, nothing changed"
+		pass "write: token $k x group $g: $expect"
+	else
+		show "$tmp/$name.out" 6
+		fail "write: token $k x group $g: $why"
+	fi
+}
+for k in "${KINDS[@]}"; do
+	for g in a b c; do write_cell "$k" "$g"; done
+done
+
+# Cross-group ops: each refused with its code, nothing changed.
+# cross TOKEN_KIND HELLO_GROUPS_JSON then "CODE|DESCRIPTION|OP-ADDER ARGS" lines.
+cross() {
+	local k=$1 groups=$2 name="cross-$1" line code desc adder before after outs o
+	local -a codes=() descs=() ids=()
+	shift 2
+	OPS=""
+	for line in "$@"; do
+		IFS='|' read -r code desc adder <<<"$line"
+		eval "$adder"
+		codes+=("$code") descs+=("$desc") ids+=("$OPID")
+	done
+	{
+		hello "${TOK[$k]}" "$name" "$groups" "$(sql -c 'SELECT synclog.cursor()')"
+		echo 'await 1 10 "type":"welcome"'
+		echo "send {\"type\":\"push\",\"ops\":[$OPS]}"
+		echo 'await 1 10 "type":"ack"'
+	} >"$tmp/$name.in"
+	before=$(fp)
+	run_client "$name" "$P1"
+	after=$(fp)
+	outs=$(ack_outcomes "$tmp/$name.out")
+	for i in "${!ids[@]}"; do
+		o=$(outcome_of "$outs" "${ids[$i]}")
+		if [[ $o == "${codes[$i]}" ]]; then
+			pass "write cross-group: token $k: ${descs[$i]} -> ${codes[$i]}"
+		else
+			show "$tmp/$name.out" 4
+			fail "write cross-group: token $k: ${descs[$i]} -> $o, expected ${codes[$i]}"
+		fi
+	done
+	if [[ $before == "$after" ]]; then
+		pass "write cross-group: token $k: nothing changed"
+	else
+		echo "before: $before"
+		echo "after:  $after"
+		fail "write cross-group: token $k: nothing changed"
+	fi
+}
+cross all '["a","b","c"]' \
+	'group_immutable|upsert a-s5 with grp b (move a row to another group)|add_upsert a-s5 "\"grp\":\"b\""' \
+	'group_immutable|upsert notes 101 with team c|add_upsert 101 "\"team\":\"c\"" notes'
+cross two '["a","b"]' \
+	'group_immutable|upsert a-s5 with grp b (both groups granted)|add_upsert a-s5 "\"grp\":\"b\",\"title\":\"moved\""' \
+	'group_immutable|upsert b-s5 with grp null|add_upsert b-s5 "\"grp\":null"' \
+	'unauthorized|upsert c-s5 (a row of group c) claiming grp a|add_upsert c-s5 "\"grp\":\"a\",\"title\":\"mine\""'
+cross one '["a","b","c"]' \
+	'group_immutable|upsert a-s5 with grp b|add_upsert a-s5 "\"grp\":\"b\""' \
+	'unauthorized|upsert b-s5 (a row of group b) claiming grp a|add_upsert b-s5 "\"grp\":\"a\",\"title\":\"mine\""' \
+	'unauthorized|upsert b-s5 without the group column|add_upsert b-s5 "\"title\":\"mine\""' \
+	'unauthorized|delete b-s5|add_delete b-s5' \
+	'unauthorized|upsert notes 201 (group b) claiming team a|add_upsert 201 "\"team\":\"a\",\"body\":\"mine\"" notes' \
+	'unauthorized|delete notes 301 (group c)|add_delete 301 notes' \
+	'unauthorized|upsert a new row c-new-one in group c|add_upsert c-new-one "\"grp\":\"c\",\"title\":\"x\""'
+cross ro '["a","b"]' \
+	'read_only|upsert a-s5 (group a, granted, read-only)|add_upsert a-s5 "\"title\":\"ro\""' \
+	'read_only|delete c-s5 (group c, not granted)|add_delete c-s5'
 exit "$failed"
