@@ -733,4 +733,211 @@ cross one '["a","b","c"]' \
 cross ro '["a","b"]' \
 	'read_only|upsert a-s5 (group a, granted, read-only)|add_upsert a-s5 "\"title\":\"ro\""' \
 	'read_only|delete c-s5 (group c, not granted)|add_delete c-s5'
+
+# --- revocation ---------------------------------------------------------------------
+# stamp_of FILE ERE: the time (microseconds) of the first stamped line
+# matching ERE, empty if none.
+stamp_of() {
+	local l
+	l=$(grep -m 1 -E "^@[0-9.]+ ($2)" "$1") || return 0
+	l=${l%% *}
+	l=${l#@}
+	echo "${l/./}"
+}
+# fmt_ms MICROSECONDS: milliseconds with one decimal (negative: the close was
+# read before psql had returned).
+fmt_ms() {
+	local us=$1 sign=""
+	((us < 0)) && sign=- us=$((-us))
+	printf '%s%d.%d' "$sign" $((us / 1000)) $((us % 1000 / 100))
+}
+revoke_round() {
+	local r=$1 vt kt cur i name gw groups t0 t1 us ms seq
+	local -a vnames=() knames=()
+	vt=$(sql -c "SELECT synclog.create_token('victim-$r', '{a,b}')") &&
+		kt=$(sql -c "SELECT synclog.create_token('keeper-$r', '{a}')") &&
+		cur=$(sql -c "SELECT synclog.wait_sequenced('30s')") || { fail "revoke round $r: setup"; return; }
+	# victims: 3 on g1, 2 on g2; a keeper on each
+	i=0
+	for spec in "g1 [\"a\"]" "g1 [\"b\"]" "g1 [\"a\",\"b\"]" "g2 [\"a\"]" "g2 [\"a\",\"b\"]" "g1 keep" "g2 keep"; do
+		read -r gw groups <<<"$spec"
+		i=$((i + 1))
+		if [[ $groups == keep ]]; then
+			name="rk$r-$gw" groups='["a"]'
+			hello "$kt" "$name" "$groups" "$cur" >"$tmp/$name.in"
+			knames+=("$name")
+		else
+			name="rv$r-$i-$gw"
+			hello "$vt" "$name" "$groups" "$cur" >"$tmp/$name.in"
+			vnames+=("$name")
+		fi
+		echo "readuntil $tmp/rv$r.stop 40" >>"$tmp/$name.in"
+		echo "$gw $groups" >"$tmp/$name.spec"
+		if [[ $gw == g1 ]]; then bg_client "$name" "$P1" --stamp; else bg_client "$name" "$P2" --stamp; fi
+	done
+	all_welcomed() { local n; for n in "${vnames[@]}" "${knames[@]}"; do grep -q '"type":"welcome"' "$tmp/$n.out" || return 1; done; }
+	if ! wait_until 20 all_welcomed; then
+		for name in "${vnames[@]}" "${knames[@]}"; do show "$tmp/$name.out" 3; done
+		fail "revoke round $r: every connection welcomed"
+		touch "$tmp/rv$r.stop"
+		wait_bg 5
+		return
+	fi
+	sql -c "SELECT synclog.revoke_token('$vt')" >/dev/null
+	t0=$(now_us)
+	all_closed() { local n; for n in "${vnames[@]}"; do grep -q ' CLOSED' "$tmp/$n.out" || return 1; done; }
+	wait_until 5 all_closed
+	for name in "${vnames[@]}"; do
+		read -r gw groups <"$tmp/$name.spec"
+		us=$(stamp_of "$tmp/$name.out" 'CLOSED [0-9]+')
+		if [[ -z $us ]]; then
+			show "$tmp/$name.out" 4
+			fail "revoke round $r: connection $name ($gw, groups $groups) closed within 1000 ms (not closed after 5 s)"
+			continue
+		fi
+		ms=$(fmt_ms $((us - t0)))
+		if grep -q '"code":"unauthorized"' "$tmp/$name.out" && ((us - t0 <= 1000000)); then
+			pass "revoke round $r: connection $name ($gw, groups $groups) gets unauthorized and is closed within 1000 ms ($ms ms)"
+		else
+			show "$tmp/$name.out" 4
+			fail "revoke round $r: connection $name ($gw, groups $groups) gets unauthorized and is closed within 1000 ms ($ms ms)"
+		fi
+	done
+	# The other token's connections: open, and still getting changes.
+	sql -c "INSERT INTO items VALUES ('a-rv$r', 'a', 'after revoke $r', $r)" >/dev/null
+	sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
+	seq=$(sql -c "SELECT max(seq) FROM synclog.ops WHERE row_id = 'a-rv$r'")
+	got_it() { local n; for n in "${knames[@]}"; do grep -qE "\"seq\": ?$seq[,}]" "$tmp/$n.out" || return 1; done; }
+	wait_until 10 got_it
+	for name in "${knames[@]}"; do
+		read -r gw groups <"$tmp/$name.spec"
+		if grep -qE "\"seq\": ?$seq[,}]" "$tmp/$name.out" && ! grep -qE ' CLOSED|"type":"error"' "$tmp/$name.out"; then
+			pass "revoke round $r: another token's connection ($gw) stays open and gets the next change"
+		else
+			show "$tmp/$name.out" 4
+			fail "revoke round $r: another token's connection ($gw) stays open and gets the next change (seq $seq)"
+		fi
+	done
+	touch "$tmp/rv$r.stop"
+	wait_bg 10
+	# A new hello with the revoked token, on each gateway.
+	for gw in g1 g2; do
+		name="rn$r-$gw"
+		{
+			hello "$vt" "$name" '["a"]' 0
+			echo "expectclose 10"
+		} >"$tmp/$name.in"
+		if [[ $gw == g1 ]]; then run_client "$name" "$P1"; else run_client "$name" "$P2"; fi
+		if grep -q '"code":"unauthorized"' "$tmp/$name.out" && grep -q '^CLOSED [0-9]' "$tmp/$name.out" &&
+			! grep -qE '"type":"(welcome|snapshot|changes)"' "$tmp/$name.out"; then
+			pass "revoke round $r: a new hello with the revoked token on $gw gets unauthorized and is closed"
+		else
+			show "$tmp/$name.out" 4
+			fail "revoke round $r: a new hello with the revoked token on $gw gets unauthorized and is closed"
+		fi
+	done
+}
+revoke_round 1
+revoke_round 2
+
+# --- Origin -------------------------------------------------------------------------
+# origin_case PORT GATEWAY ORIGIN|- EXPECT(accepted|403)
+origin_n=0
+origin_case() {
+	local port=$1 gw=$2 origin=$3 expect=$4 name st label
+	origin_n=$((origin_n + 1))
+	name="or-$origin_n"
+	{
+		hello "${TOK[all]}" "$name" '["a"]' "$(sql -c 'SELECT synclog.cursor()')"
+		echo 'recv 5'
+	} >"$tmp/$name.in"
+	if [[ $origin == - ]]; then
+		label="no Origin"
+		run_client "$name" "$port"
+	else
+		label="Origin ${origin:0:60}$( ((${#origin} > 60)) && echo "... (${#origin} bytes)")"
+		run_client "$name" "$port" --origin "$origin"
+	fi
+	st=$?
+	if [[ $expect == accepted ]]; then
+		if ((st == 0)) && grep -q '"type":"welcome"' "$tmp/$name.out"; then
+			pass "origin: $gw: $label is accepted"
+		else
+			show "$tmp/$name.out" 3
+			fail "origin: $gw: $label is accepted"
+		fi
+	else
+		if ((st == 2)) && grep -q '^ERROR handshake refused: HTTP/1\.[01] 403' "$tmp/$name.out"; then
+			pass "origin: $gw: $label is refused at the handshake with HTTP 403"
+		else
+			show "$tmp/$name.out" 3
+			fail "origin: $gw: $label is refused at the handshake with HTTP 403"
+		fi
+	fi
+}
+long_origin="http://good.example/$(printf '%0300d' 0)"
+origin_case "$P3" "g3 (--allow-origin)" http://good.example accepted
+origin_case "$P3" "g3 (--allow-origin)" https://app.example:8443 accepted
+origin_case "$P3" "g3 (--allow-origin)" - accepted
+origin_case "$P3" "g3 (--allow-origin)" http://evil.example 403
+origin_case "$P3" "g3 (--allow-origin)" http://good.example.evil.example 403
+origin_case "$P3" "g3 (--allow-origin)" http://good.example:8080 403
+origin_case "$P3" "g3 (--allow-origin)" https://good.example 403
+origin_case "$P3" "g3 (--allow-origin)" https://app.example 403
+origin_case "$P3" "g3 (--allow-origin)" null 403
+origin_case "$P3" "g3 (--allow-origin)" "$long_origin" 403
+origin_case "$P1" "g1 (no allow-list)" http://evil.example accepted
+origin_case "$P1" "g1 (no allow-list)" null accepted
+origin_case "$P1" "g1 (no allow-list)" - accepted
+
+# --- the client library: synclog-cli --------------------------------------------------
+unset SYNCLOG_SERVER SYNCLOG_TOKEN
+ct=$(sql -c "SELECT synclog.create_token('authz-cli', '{a}')") || suite_abort "cli token"
+cli_args=(--db "$tmp/cli.db" --server "ws://127.0.0.1:$P1/" --token "$ct" --group a)
+"$cli" "${cli_args[@]}" watch --for 60 >"$tmp/cli-watch.out" 2>"$tmp/cli-watch.err" &
+cli_pid=$!
+if wait_until 20 grep -q "welcome subject=authz-cli" "$tmp/gw-g1.err"; then
+	sql -c "SELECT synclog.revoke_token('$ct')" >/dev/null
+	t0=$(now_us)
+	wait_until 5 eval '! kill -0 $cli_pid 2>/dev/null'
+	t1=$(now_us)
+	if kill -0 "$cli_pid" 2>/dev/null; then
+		st=running
+		suite_kill "$cli_pid"
+	else
+		wait "$cli_pid"
+		st=$?
+	fi
+	cli_pid=""
+	if [[ $st == 2 ]] && grep -q "refused the token" "$tmp/cli-watch.err"; then
+		pass "cli: watch with a token revoked meanwhile exits 2, \"refused the token\" ($(((t1 - t0) / 1000)) ms after the revocation)"
+	else
+		show "$tmp/cli-watch.err" 5
+		fail "cli: watch with a token revoked meanwhile exits 2, \"refused the token\" (status $st)"
+	fi
+else
+	show "$tmp/cli-watch.err" 5
+	fail "cli: watch with a token revoked meanwhile exits 2 (it never got welcome)"
+	suite_kill "$cli_pid"
+	cli_pid=""
+fi
+"$cli" --db "$tmp/cli.db" put items a-cli grp=a title=offline >/dev/null 2>>"$tmp/cli-sync.err"
+"$cli" "${cli_args[@]}" sync --timeout 20 >"$tmp/cli-sync.out" 2>>"$tmp/cli-sync.err"
+st=$?
+if ((st == 2)) && grep -q "refused the token" "$tmp/cli-sync.err" &&
+	"$cli" --db "$tmp/cli.db" pending 2>/dev/null | grep -q a-cli &&
+	[[ $(sql -c "SELECT count(*) FROM items WHERE id = 'a-cli'") == 0 ]]; then
+	pass "cli: sync with the revoked token exits 2, \"refused the token\", the op stays pending and is not applied"
+else
+	show "$tmp/cli-sync.err" 5
+	fail "cli: sync with the revoked token exits 2, \"refused the token\", the op stays pending and is not applied (status $st)"
+fi
+if sanitizer_clean "$tmp"/cli-*.err; then pass "cli: no sanitizer report"; else
+	grep -hE "$SANITIZER_RE" "$tmp"/cli-*.err | head -n 5
+	fail "cli: no sanitizer report"
+fi
+
+stop_gw g1
+stop_gw g2
+stop_gw g3
 exit "$failed"
