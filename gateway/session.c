@@ -106,6 +106,7 @@ typedef struct sl_sess {
 	/* from the hello */
 	char client_id[SL_CLIENT_ID_MAX + 1];
 	char *token;                 /* malloc'd */
+	uint64_t auth_gen;           /* rv.gen when its authentication query was sent */
 	json_t *req_groups;          /* new: the groups asked for; NULL after welcome */
 	json_t *groups;              /* new: granted (asked ∩ token's); NULL before welcome */
 	char *gkey;                  /* the granted groups, sorted: which frames it can share */
@@ -1190,9 +1191,18 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
  * may have missed one) the tokens of every welcomed session are checked again
  * with synclog.authenticate in one query; the sessions of tokens that no
  * longer authenticate get `unauthorized` and are closed.
+ *
+ * A hello whose authentication is still in flight when the notification
+ * arrives is not in that check, and its query may have read the token before
+ * the revocation committed (its snapshot came first).  So each notification
+ * (and each reconnection of the listener) advances rv.gen; an accepting
+ * answer to a query sent under an older generation is not trusted: the hello
+ * is authenticated again (auth_send), by a query that reads the token after
+ * the revocation, before any welcome or row is sent.
  */
 static struct {
 	bool running, again;
+	uint64_t gen;  /* revocation notifications heard so far */
 } rv;
 
 static void on_revoke_result(void *arg, PGresult *res, const char *error);
@@ -1261,8 +1271,10 @@ sl_sessions_on_notify(const char *channel, const char *payload)
 	(void) payload;
 	if (!strcmp(channel, "synclog"))
 		fanout_kick();
-	else if (!strcmp(channel, "synclog_revoke"))
+	else if (!strcmp(channel, "synclog_revoke")) {
+		rv.gen++;
 		revoke_kick();
+	}
 }
 
 void
@@ -1273,11 +1285,38 @@ sl_sessions_on_db_connected(int dbi)
 	/* Their queries, if any, failed with the connection. */
 	fo.running = false;
 	rv.running = false;
+	rv.gen++; /* a revocation may have been missed while disconnected */
 	fanout_kick();
 	revoke_kick();
 }
 
 /* ---------------------------------------------------------------- hello */
+
+static void on_auth_result(void *arg, PGresult *res, const char *error);
+
+/*
+ * Sends the hello's authentication query (the token's grant, the server's
+ * cursor, the tracked tables); on_auth_result answers.  When it cannot be
+ * sent the session is closed with server_unavailable.
+ */
+static void
+auth_send(sl_sess *s)
+{
+	sl_pending *p = pending_new(s, PQ_AUTH);
+	const char *params[1] = { s->token };
+	s->auth_gen = rv.gen;
+	if (!s->token || !p ||
+	    sl_gw_query(s->dbi,
+	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
+	                "synclog.cursor(), synclog.tables()::text "
+	                "FROM synclog.authenticate($1) a",
+	                1, params, on_auth_result, p) != 0) {
+		free(p);
+		s->sm.state = SL_SESS_CLOSING;
+		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
+		            "the database is unavailable; try again later", true);
+	}
+}
 
 static void
 on_auth_result(void *arg, PGresult *res, const char *error)
@@ -1299,6 +1338,13 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	bool ok = PQntuples(res) == 1;
+	if (ok && s->auth_gen != rv.gen && s->sm.state == SL_SESS_AUTHENTICATING) {
+		/* A revocation was heard meanwhile: this answer may predate it. */
+		sl_gw_log("session %llu client_id=%s: a revocation arrived during authentication; checking again",
+		          (unsigned long long) s->id, s->client_id);
+		auth_send(s);
+		return;
+	}
 	sl_action a = sl_session_on_auth_result(&s->sm, ok);
 	if (a.kind == SL_ACTION_CLOSE) {
 		sl_gw_log("session %llu client_id=%s peer=%s: auth failure (%s)",
@@ -1365,19 +1411,7 @@ do_hello(sl_sess *s, const sl_frame *f)
 	          (unsigned long long) s->id, s->client_id, s->peer,
 	          (unsigned long long) s->cursor);
 
-	sl_pending *p = pending_new(s, PQ_AUTH);
-	const char *params[1] = { s->token };
-	if (!s->token || !p ||
-	    sl_gw_query(s->dbi,
-	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
-	                "synclog.cursor(), synclog.tables()::text "
-	                "FROM synclog.authenticate($1) a",
-	                1, params, on_auth_result, p) != 0) {
-		free(p);
-		s->sm.state = SL_SESS_CLOSING;
-		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
-		            "the database is unavailable; try again later", true);
-	}
+	auth_send(s);
 }
 
 /* ---------------------------------------------------------------- push */
