@@ -840,6 +840,68 @@ revoke_round() {
 revoke_round 1
 revoke_round 2
 
+# A revocation that commits while a hello with the token is being
+# authenticated: the hello's query took its snapshot before the commit (it
+# waits on a lock that the revoking transaction holds), so it finds the token
+# valid; the gateway hears the NOTIFY before that answer.  The connection must
+# still be closed with unauthorized within 1000 ms of the commit.
+revoke_inflight() {
+	local vt name=rif t0 us locker st
+	vt=$(sql -c "SELECT synclog.create_token('victim-inflight', '{a}')") || { fail "revoke in flight: setup"; return; }
+	sql -v t="$vt" >"$tmp/locker.out" 2>&1 <<'SQL' &
+BEGIN;
+LOCK TABLE synclog.tokens IN ACCESS EXCLUSIVE MODE;
+SELECT pg_sleep(3);
+SELECT synclog.revoke_token(:'t');
+COMMIT;
+SQL
+	locker=$!
+	bg_pids+=("$locker")
+	lock_held() {
+		[[ $(sql -c "SELECT count(*) FROM pg_locks WHERE relation = 'synclog.tokens'::regclass
+		               AND mode = 'AccessExclusiveLock' AND granted") == 1 ]]
+	}
+	auth_waiting() {
+		[[ $(sql -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		               AND wait_event_type = 'Lock' AND query LIKE '%synclog.authenticate%'") -ge 1 ]]
+	}
+	{
+		hello "$vt" "$name" '["a"]' 0
+		echo "readuntil $tmp/rif.stop 30"
+	} >"$tmp/$name.in"
+	if ! wait_until 5 lock_held; then
+		fail "revoke in flight: setup (the lock on synclog.tokens)"
+		wait_bg 5
+		return
+	fi
+	bg_client "$name" "$P1" --stamp
+	if ! wait_until 5 auth_waiting; then
+		echo "the hello's authentication did not wait on the lock; the case proves nothing"
+		fail "revoke in flight: setup (the hello's authentication waits on the revoking transaction)"
+		touch "$tmp/rif.stop"
+		wait_bg 5
+		return
+	fi
+	while kill -0 "$locker" 2>/dev/null; do sleep 0.01; done
+	t0=$(now_us)
+	wait "$locker"
+	st=$?
+	wait_until 3 grep -q ' CLOSED' "$tmp/$name.out"
+	us=$(stamp_of "$tmp/$name.out" 'CLOSED [0-9]+')
+	if ((st == 0)) && [[ -n $us ]] && grep -q '"code":"unauthorized"' "$tmp/$name.out" && ((us - t0 <= 1000000)); then
+		local seen="no welcome"
+		grep -q '"type":"welcome"' "$tmp/$name.out" && seen="after a welcome"
+		pass "revoke in flight: a hello authenticated across the revocation is closed with unauthorized within 1000 ms ($(fmt_ms $((us - t0))) ms, $seen)"
+	else
+		cat "$tmp/locker.out"
+		show "$tmp/$name.out" 5
+		fail "revoke in flight: a hello authenticated across the revocation is closed with unauthorized within 1000 ms"
+	fi
+	touch "$tmp/rif.stop"
+	wait_bg 5
+}
+revoke_inflight
+
 # --- Origin -------------------------------------------------------------------------
 # origin_case PORT GATEWAY ORIGIN|- EXPECT(accepted|403)
 origin_n=0
