@@ -252,12 +252,20 @@ hello() {
 		"$2" "$1" "$3" "$4"
 }
 # run_client NAME PORT [OPTIONS...]: script $tmp/NAME.in, output $tmp/NAME.out,
-# 60 s at most.  bg_client: the same in the background (pid in bg_pids and
-# last_pid).
+# 60 s at most; returns the client's status.  It runs in the background and is
+# waited for, so that a SIGTERM to the suite is handled at once (bash runs a
+# trap only once a foreground command ends).  bg_client: the same without
+# waiting (pid in bg_pids and last_pid).
 run_client() {
-	local n=$1 p=$2
+	local n=$1 p=$2 pid st
 	shift 2
-	timeout -k 5 60 "$client" "$@" 127.0.0.1 "$p" <"$tmp/$n.in" >"$tmp/$n.out" 2>"$tmp/$n.err"
+	timeout -k 5 60 "$client" "$@" 127.0.0.1 "$p" <"$tmp/$n.in" >"$tmp/$n.out" 2>"$tmp/$n.err" &
+	pid=$!
+	bg_pids+=("$pid")
+	wait "$pid"
+	st=$?
+	unset 'bg_pids[-1]'
+	return "$st"
 }
 bg_client() {
 	local n=$1 p=$2
