@@ -1158,8 +1158,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		size_t j = slot_hash(s->gkey, s->cursor) & (cap - 1);
 		size_t klen = groups_key_len(s->gkey);
 		while (slot[j].used &&
-		       !(slot[j].cursor == s->cursor && !memcmp(slot[j].gkey, s->gkey, klen) &&
-		         groups_key_len(slot[j].gkey) == klen))
+		       !(slot[j].cursor == s->cursor && groups_key_len(slot[j].gkey) == klen &&
+		         !memcmp(slot[j].gkey, s->gkey, klen)))
 			j = (j + 1) & (cap - 1);
 		if (!slot[j].used) {
 			slot[j].used = true;
