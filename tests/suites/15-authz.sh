@@ -57,8 +57,9 @@
 #       stamps the moment it reads the close: test_client --stamp; a negative
 #       figure means it came before psql had returned), each measured; the
 #       other token's connections stay open and get a change made afterwards;
-#       a new hello with the revoked token is refused on both gateways.  Two
-#       rounds.
+#       a new hello with the revoked token is refused on both gateways.  Three
+#       rounds, the third under load (a writer pipelining 20 pushes of 100
+#       ops into the victims' groups, revoked once the first is acked).
 #   revoke in flight   a hello whose authentication query reads the token
 #       before the revocation commits and is answered after the gateway heard
 #       the NOTIFY (both forced with table locks held by two transactions):
@@ -116,6 +117,9 @@ kill_gateways() {
 }
 suite_at_exit 'kill_gateways'
 suite_at_exit 'kill_bg'
+# AUTHZ_KEEP=DIR: on exit, copy the temporary directory (every client's
+# output, the gateways' logs) to DIR/authz-<pid>, for a post-mortem.
+[[ -n ${AUTHZ_KEEP:-} ]] && suite_at_exit 'cp -r "$tmp" "$AUTHZ_KEEP/authz-$$" 2>/dev/null'
 
 sql() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 now_us() { echo "${EPOCHREALTIME/./}"; }
@@ -243,7 +247,8 @@ stop_gw() {
 		pass "gateway $name: SIGTERM -> exit 0, no sanitizer report"
 	else
 		echo "exit status $st (124: still running after 10 s)"
-		show "$tmp/gw-$name.err" 40
+		grep -m 1 -A 30 -E "$SANITIZER_RE" "$tmp/gw-$name.err"
+		show "$tmp/gw-$name.err" 20
 		fail "gateway $name: SIGTERM -> exit 0, no sanitizer report"
 	fi
 }
@@ -767,7 +772,7 @@ fmt_ms() {
 	printf '%s%d.%d' "$sign" $((us / 1000)) $((us % 1000 / 100))
 }
 revoke_round() {
-	local r=$1 vt kt cur i name gw groups t0 t1 us ms seq
+	local r=$1 load=${2:-} vt kt cur i name gw groups t0 t1 us ms seq wpid=""
 	local -a vnames=() knames=()
 	vt=$(sql -c "SELECT synclog.create_token('victim-$r', '{a,b}')") &&
 		kt=$(sql -c "SELECT synclog.create_token('keeper-$r', '{a}')") &&
@@ -798,8 +803,36 @@ revoke_round() {
 		wait_bg 5
 		return
 	fi
+	if [[ -n $load ]]; then
+		# Under load: a writer pipelines 20 pushes of 100 ops (groups a and
+		# b, 300-byte titles) without waiting; the revocation comes once the
+		# first is acked, while the gateways are busy fanning the rest out.
+		{
+			hello "${TOK[all]}" "loader-$r" '["c"]' "$cur"
+			echo 'await 1 10 "type":"welcome"'
+			awk -v r="$r" 'BEGIN {
+				pad = sprintf("%300s", ""); gsub(/ /, "x", pad)
+				for (p = 0; p < 20; p++) {
+					line = "send {\"type\":\"push\",\"ops\":["
+					for (k = 0; k < 100; k++) {
+						n = p * 100 + k; g = (n % 2) ? "b" : "a"
+						line = line (k ? "," : "") sprintf("{\"id\":\"0b00000%d-0000-4000-8000-%012d\",\"table\":\"items\",\"row\":\"%s-load%d-%d\",\"kind\":\"upsert\",\"fields\":{\"grp\":\"%s\",\"title\":\"%s\",\"n\":%d},\"hlc\":\"0000000000000002\"}", r, n, g, r, n, g, pad, n)
+					}
+					print line "]}"
+				}
+			}'
+			echo 'await 20 60 "type":"ack"'
+		} >"$tmp/loader-$r.in"
+		bg_client "loader-$r" "$P1"
+		wpid=$last_pid
+		if ! wait_until 20 grep -q '"type":"ack"' "$tmp/loader-$r.out"; then
+			show "$tmp/loader-$r.out" 3
+			fail "revoke round $r: the loader's first push acked"
+		fi
+	fi
 	sql -c "SELECT synclog.revoke_token('$vt')" >/dev/null
 	t0=$(now_us)
+	[[ -n $load ]] && echo "revoke round $r: revoked after $(grep -c '"type":"ack"' "$tmp/loader-$r.out") of the loader's 20 acks"
 	all_closed() { local n; for n in "${vnames[@]}"; do grep -q ' CLOSED' "$tmp/$n.out" || return 1; done; }
 	wait_until 5 all_closed
 	for name in "${vnames[@]}"; do
@@ -823,7 +856,7 @@ revoke_round() {
 	sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
 	seq=$(sql -c "SELECT max(seq) FROM synclog.ops WHERE row_id = 'a-rv$r'")
 	got_it() { local n; for n in "${knames[@]}"; do grep -qE "\"seq\": ?$seq[,}]" "$tmp/$n.out" || return 1; done; }
-	wait_until 10 got_it
+	wait_until 30 got_it
 	for name in "${knames[@]}"; do
 		read -r gw groups <"$tmp/$name.spec"
 		if grep -qE "\"seq\": ?$seq[,}]" "$tmp/$name.out" && ! grep -qE ' CLOSED|"type":"error"' "$tmp/$name.out"; then
@@ -854,6 +887,7 @@ revoke_round() {
 }
 revoke_round 1
 revoke_round 2
+revoke_round 3 load
 
 # A revocation that commits while a hello with the token is being
 # authenticated.  The hello's query reads the token before the revocation
@@ -989,14 +1023,18 @@ origin_case "$P1" "g1 (no allow-list)" - accepted
 
 # --- the client library: synclog-cli --------------------------------------------------
 unset SYNCLOG_SERVER SYNCLOG_TOKEN
-ct=$(sql -c "SELECT synclog.create_token('authz-cli', '{a}')") || suite_abort "cli token"
-cli_args=(--db "$tmp/cli.db" --server "ws://127.0.0.1:$P1/" --token "$ct" --group a)
+# Group c: a small snapshot (the load of revoke round 3 went to a and b), so
+# that the CLI is reading when the revocation comes, not still applying rows
+# (a client busy with what it already received notices the close late, by
+# as long as it takes).
+ct=$(sql -c "SELECT synclog.create_token('authz-cli', '{c}')") || suite_abort "cli token"
+cli_args=(--db "$tmp/cli.db" --server "ws://127.0.0.1:$P1/" --token "$ct" --group c)
 "$cli" "${cli_args[@]}" watch --for 60 >"$tmp/cli-watch.out" 2>"$tmp/cli-watch.err" &
 cli_pid=$!
 if wait_until 20 grep -q "welcome subject=authz-cli" "$tmp/gw-g1.err"; then
 	sql -c "SELECT synclog.revoke_token('$ct')" >/dev/null
 	t0=$(now_us)
-	wait_until 5 eval '! kill -0 $cli_pid 2>/dev/null'
+	wait_until 20 eval '! kill -0 $cli_pid 2>/dev/null'
 	t1=$(now_us)
 	if kill -0 "$cli_pid" 2>/dev/null; then
 		st=running
@@ -1018,12 +1056,12 @@ else
 	suite_kill "$cli_pid"
 	cli_pid=""
 fi
-"$cli" --db "$tmp/cli.db" put items a-cli grp=a title=offline >/dev/null 2>>"$tmp/cli-sync.err"
+"$cli" --db "$tmp/cli.db" put items c-cli grp=c title=offline >/dev/null 2>>"$tmp/cli-sync.err"
 "$cli" "${cli_args[@]}" sync --timeout 20 >"$tmp/cli-sync.out" 2>>"$tmp/cli-sync.err"
 st=$?
 if ((st == 2)) && grep -q "refused the token" "$tmp/cli-sync.err" &&
-	"$cli" --db "$tmp/cli.db" pending 2>/dev/null | grep -q a-cli &&
-	[[ $(sql -c "SELECT count(*) FROM items WHERE id = 'a-cli'") == 0 ]]; then
+	"$cli" --db "$tmp/cli.db" pending 2>/dev/null | grep -q c-cli &&
+	[[ $(sql -c "SELECT count(*) FROM items WHERE id = 'c-cli'") == 0 ]]; then
 	pass "cli: sync with the revoked token exits 2, \"refused the token\", the op stays pending and is not applied"
 else
 	show "$tmp/cli-sync.err" 5
