@@ -46,10 +46,14 @@
 #       closes, the empty token gets bad_frame and then hello_required for
 #       its push; synclog.push with each of them refuses every op
 #       unauthorized; nothing changes.
-#   write: cross-group ops   moving a row to another group (group_immutable,
+#   write cross-group   moving a row to another group (group_immutable,
 #       also by a token that grants both), writing and deleting a row id that
 #       exists in an ungranted group (unauthorized, with and without the group
-#       column), a notes row of another group: refused, nothing changes.
+#       column), notes rows of other groups, a new row in an ungranted group,
+#       the read-only token on granted and ungranted groups (read_only):
+#       each op refused with its code, nothing changes.  And a delete of a
+#       row id never seen (acked by design: a tombstone) does not stop the
+#       group that owns it from creating the row.
 #   revoke round R   3 connections of one token on g1 and 2 on g2
 #       (different groups), one connection of another token on each: after
 #       synclog.revoke_token every connection of the revoked token gets error
@@ -69,9 +73,10 @@
 #       Origin get welcome; an unlisted one, a listed one with a suffix, a
 #       different port, "null" and an over-long one are refused with HTTP 403
 #       at the handshake; g1 (no allow-list) accepts any Origin.
-#   cli   synclog-cli watch with a token that gets revoked exits 2 ("refused
-#       the token") promptly; sync with it exits 2 (the CLI's documented
-#       status for a refused token) and keeps its pending op.
+#   cli   synclog-cli watch (group c) with a token that gets revoked exits 2
+#       ("refused the token"), within 20 s, the time printed; sync with it
+#       then exits 2 (the CLI's documented status for a refused token), the
+#       op stays pending and is not applied; no sanitizer report.
 #   and for every gateway: SIGTERM -> exit 0, no sanitizer report.
 #
 # Every wait is bounded; gateways and clients are stopped, the database
@@ -753,6 +758,38 @@ cross one '["a","b","c"]' \
 cross ro '["a","b"]' \
 	'read_only|upsert a-s5 (group a, granted, read-only)|add_upsert a-s5 "\"title\":\"ro\""' \
 	'read_only|delete c-s5 (group c, not granted)|add_delete c-s5'
+
+# A delete of a row id the server never saw is acked whatever the token (a
+# tombstone, so that the outcome does not depend on arrival order), but it
+# must not let a token block row ids of groups it cannot write: group b's
+# writer then creates the row.
+ghost_push() { # NAME TOKEN_KIND GROUPS_JSON: pushes $OPS, outcomes in $outs
+	{
+		hello "${TOK[$2]}" "$1" "$3" "$(sql -c 'SELECT synclog.cursor()')"
+		echo 'await 1 10 "type":"welcome"'
+		echo "send {\"type\":\"push\",\"ops\":[$OPS]}"
+		echo 'await 1 10 "type":"ack"'
+	} >"$tmp/$1.in"
+	run_client "$1" "$P1"
+	outs=$(ack_outcomes "$tmp/$1.out")
+}
+OPS=""
+add_delete b-ghost
+ghost_del=$OPID
+ghost_push ghost1 one '["a"]'
+o1=$(outcome_of "$outs" "$ghost_del")
+OPS=""
+add_upsert b-ghost '"grp":"b","title":"created after a stranger deleted it"'
+ghost_new=$OPID
+ghost_push ghost2 all '["b"]'
+o2=$(outcome_of "$outs" "$ghost_new")
+if [[ $o1 == acked && $o2 == acked && $(sql -c "SELECT grp FROM items WHERE id = 'b-ghost'") == b ]]; then
+	pass "write: token one's delete of a row id never seen (acked: a tombstone) does not stop group b from creating it"
+else
+	show "$tmp/ghost1.out" 3
+	show "$tmp/ghost2.out" 3
+	fail "write: token one's delete of a row id never seen does not stop group b from creating it (delete: $o1, create: $o2)"
+fi
 
 # --- revocation ---------------------------------------------------------------------
 # stamp_of FILE ERE: the time (microseconds) of the first stamped line
