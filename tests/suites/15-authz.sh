@@ -488,7 +488,7 @@ SQL
 # granted client must get the round's last change of its groups; then the
 # verdicts.
 read_mode() {
-	local mode=$1 c0=$2 k r name pending f ready want
+	local mode=$1 c0=$2 k r name f
 	local -a names=()
 	: >"$tmp/lines-$mode.csv"
 	: >"$tmp/meta-$mode.csv"
@@ -531,7 +531,7 @@ read_mode() {
 			for r in "${REQS[@]}"; do
 				n="r-$mode-$k-$r" m=0
 				for g in $(exp_groups "$k" "$r"); do ((${last[$g]:-0} > m)) && m=${last[$g]}; done
-				((m == 0)) || grep -qE "\"seq\": ?$m[,}]" "$tmp/$n.out" || return 1
+				((m == 0)) || grep -qE "\"seq\": ?${m}[,}]" "$tmp/$n.out" || return 1
 			done
 		done
 	}
@@ -809,7 +809,7 @@ fmt_ms() {
 	printf '%s%d.%d' "$sign" $((us / 1000)) $((us % 1000 / 100))
 }
 revoke_round() {
-	local r=$1 load=${2:-} vt kt cur i name gw groups t0 t1 us ms seq wpid=""
+	local r=$1 load=${2:-} vt kt cur i name gw groups t0 t1 us ms seq
 	local -a vnames=() knames=()
 	vt=$(sql -c "SELECT synclog.create_token('victim-$r', '{a,b}')") &&
 		kt=$(sql -c "SELECT synclog.create_token('keeper-$r', '{a}')") &&
@@ -861,7 +861,6 @@ revoke_round() {
 			echo 'await 20 60 "type":"ack"'
 		} >"$tmp/loader-$r.in"
 		bg_client "loader-$r" "$P1"
-		wpid=$last_pid
 		if ! wait_until 20 grep -q '"type":"ack"' "$tmp/loader-$r.out"; then
 			show "$tmp/loader-$r.out" 3
 			fail "revoke round $r: the loader's first push acked"
@@ -892,11 +891,11 @@ revoke_round() {
 	sql -c "INSERT INTO items VALUES ('a-rv$r', 'a', 'after revoke $r', $r)" >/dev/null
 	sql -c "SELECT synclog.wait_sequenced('30s')" >/dev/null
 	seq=$(sql -c "SELECT max(seq) FROM synclog.ops WHERE row_id = 'a-rv$r'")
-	got_it() { local n; for n in "${knames[@]}"; do grep -qE "\"seq\": ?$seq[,}]" "$tmp/$n.out" || return 1; done; }
+	got_it() { local n; for n in "${knames[@]}"; do grep -qE "\"seq\": ?${seq}[,}]" "$tmp/$n.out" || return 1; done; }
 	wait_until 30 got_it
 	for name in "${knames[@]}"; do
 		read -r gw groups <"$tmp/$name.spec"
-		if grep -qE "\"seq\": ?$seq[,}]" "$tmp/$name.out" && ! grep -qE ' CLOSED|"type":"error"' "$tmp/$name.out"; then
+		if grep -qE "\"seq\": ?${seq}[,}]" "$tmp/$name.out" && ! grep -qE ' CLOSED|"type":"error"' "$tmp/$name.out"; then
 			pass "revoke round $r: another token's connection ($gw) stays open and gets the next change"
 		else
 			show "$tmp/$name.out" 4
