@@ -7,7 +7,7 @@
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 
-.PHONY: all deps ext gateway client install installcheck check demo bench clean
+.PHONY: all deps ext gateway client install installcheck check demo bench soak clean
 
 all: ext gateway client
 
@@ -56,6 +56,14 @@ bench: deps
 	@$(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory -C bench
 	@bench/run.sh
+
+# The convergence soak under faults (scripts/soak.sh): SOAK_SECONDS,
+# SOAK_CLIENTS, SOAK_SEED and SOAK_ROWS may be given on the command line.
+export SOAK_SECONDS SOAK_CLIENTS SOAK_SEED SOAK_ROWS SOAK_KEEP SOAK_DIR
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory install
+	@scripts/soak.sh
 
 clean:
 	$(MAKE) -C pg_ext clean

@@ -14,7 +14,10 @@
  * reconnected by db.c; meanwhile pushes get server_unavailable.
  *
  * Handshakes: the plain HTTP protocol's CONFIRM_UPGRADE refuses an upgrade
- * past --max-connections (503) and one whose Origin is not allowed (403).
+ * past --max-connections (503) and one whose Origin is not allowed (403).  A
+ * connection that has not finished its HTTP upgrade within --hello-timeout is
+ * closed by lws (timeout_secs_ah_idle), so the upgrade cannot be sent slowly
+ * for longer than a hello could.
  *
  * Database sockets in the lws loop (one sl_dbconn per connection, gateway.h):
  * lws owns the poll() loop, so each sl_db's socket is handed to lws as an adopted raw file descriptor (protocol
@@ -334,7 +337,8 @@ usage(FILE *f)
 	        "  --allow-origin LIST     comma-separated Origins a browser may connect from;\n"
 	        "                          others are refused with HTTP 403 (default: any;\n"
 	        "                          handshakes without Origin are always accepted)\n"
-	        "  --hello-timeout SECS    close a connection without hello after SECS (default 10)\n"
+	        "  --hello-timeout SECS    close a connection without hello after SECS (default 10);\n"
+	        "                          also one still sending its HTTP upgrade by then\n"
 	        "  --idle-timeout SECS     ping a connection silent for SECS/2, drop it when silent\n"
 	        "                          for SECS (default 60; 0: never)\n"
 	        "  --send-queue-bytes N    bytes queued for one client at most (default 1048576);\n"
@@ -536,6 +540,12 @@ main(int argc, char **argv)
 
 	info.port = (int) port;
 	info.iface = host;
+	/* A connection still in its HTTP upgrade (a slowloris sending its
+	 * headers a byte at a time, or nothing after a request line) is closed
+	 * by lws once it has held its header buffer this long: the hello timeout
+	 * then bounds the whole opening, upgrade and hello (lws's default is 10 s
+	 * whatever --hello-timeout says). */
+	info.timeout_secs_ah_idle = (unsigned) sl_gw.cfg.hello_timeout_s;
 	info.protocols = protocols;
 	info.vhost_name = "synclog";
 	if (static_dir)

@@ -6,7 +6,8 @@
  * costs little and never reaches jansson in a shape it handles badly:
  *   1. length: over lim->max_frame_bytes is too_large before anything is read;
  *   2. one pass over the bytes (prescan): strict UTF-8 (RFC 3629: no overlong
- *      forms, no surrogates, nothing above U+10FFFF), no raw NUL byte, and
+ *      forms, no surrogates, nothing above U+10FFFF), no raw NUL byte, no
+ *      number PostgreSQL's numeric cannot hold (number_fits_numeric), and
  *      nesting depth at most lim->max_depth.  jansson 2.14 (Debian 12) has its
  *      own recursion limit (JSON_PARSER_MAX_DEPTH, 2048, not settable at run
  *      time) and would refuse 100,000 '[' safely, but only with a generic
@@ -170,9 +171,63 @@ utf8_seq_len(const unsigned char *s, size_t avail)
 	return n;
 }
 
+/* PostgreSQL 15's numeric: NUMERIC_DSCALE_MAX, and the exponent bound of
+ * numeric_in (INT_MAX / 2). */
+#define PG_NUMERIC_DSCALE_MAX 16383
+#define PG_NUMERIC_EXPONENT_MAX 1073741823
+
 /*
- * One pass over the raw frame: refuses a NUL byte or invalid UTF-8 (bad_frame)
- * and nesting deeper than lim->max_depth (too_large).  The depth count skips
+ * Scans the JSON number token at s[0] (a '-' or a digit outside a string) and
+ * sets *end to its length (at least 1).  True when PostgreSQL's numeric can
+ * hold it as written: at most PG_NUMERIC_DSCALE_MAX digits after the decimal
+ * point, counted as PostgreSQL does (the fraction's digits minus the
+ * exponent: 10e-16384 has 16384), and an exponent below
+ * PG_NUMERIC_EXPONENT_MAX.  The gateway hands a push to synclog.push as the
+ * frame's text cast to jsonb, which reads every number as numeric; jansson
+ * reads 1e-20000 or 0e99999999999 as a double (0) without complaint, so
+ * without this check such a number anywhere in a push failed the cast as a
+ * whole and reached the client as server_unavailable, which tells it to
+ * resend the same frame forever.
+ */
+static bool
+number_fits_numeric(const unsigned char *s, size_t len, size_t *end)
+{
+	size_t i = 0;
+	long long frac = 0, exp = 0, dscale;
+	bool neg_exp = false;
+
+	if (i < len && s[i] == '-')
+		i++;
+	while (i < len && s[i] >= '0' && s[i] <= '9')
+		i++;
+	if (i < len && s[i] == '.') {
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			i++;
+			frac++;
+		}
+	}
+	if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < len && (s[i] == '+' || s[i] == '-'))
+			neg_exp = s[i++] == '-';
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (exp < PG_NUMERIC_EXPONENT_MAX) /* saturates: no overflow */
+				exp = exp * 10 + (s[i] - '0');
+			i++;
+		}
+	}
+	*end = i ? i : 1;
+	if (exp >= PG_NUMERIC_EXPONENT_MAX)
+		return false;
+	dscale = neg_exp ? frac + exp : frac - exp;
+	return dscale <= PG_NUMERIC_DSCALE_MAX;
+}
+
+/*
+ * One pass over the raw frame: refuses a NUL byte or invalid UTF-8 (bad_frame),
+ * a number PostgreSQL's numeric cannot hold (bad_frame, see
+ * number_fits_numeric) and nesting deeper than lim->max_depth (too_large).  The depth count skips
  * brackets inside strings; on malformed JSON it may be off, which only changes
  * which error a frame that is refused anyway gets.  Returns 0 or -1 with *err.
  */
@@ -209,7 +264,16 @@ prescan(const unsigned char *s, size_t len, const sl_limits *lim, sl_error *err)
 		}
 		if (c == '"')
 			in_string = true;
-		else if (c == '[' || c == '{') {
+		else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t n;
+
+			if (!number_fits_numeric(s + i, len - i, &n))
+				return set_error(err, SL_ERR_BAD_FRAME,
+				                 "frame has a number PostgreSQL cannot hold (at offset %zu): at "
+				                 "most %d digits after the decimal point, counting a negative "
+				                 "exponent", i, PG_NUMERIC_DSCALE_MAX);
+			i += n - 1;
+		} else if (c == '[' || c == '{') {
 			if (++depth > lim->max_depth)
 				return set_error(err, SL_ERR_TOO_LARGE,
 				                 "frame nests JSON deeper than %zu levels (at offset %zu); "
@@ -262,6 +326,13 @@ parse_hello(json_t *doc, const sl_limits *lim, sl_frame *f, sl_error *err)
 	if (get_bounded_string(doc, "client_id", 1, SL_CLIENT_ID_MAX, &f->hello.client_id, err) < 0 ||
 	    get_bounded_string(doc, "token", 1, SL_TOKEN_MAX, &f->hello.token, err) < 0)
 		return -1;
+	/* synclog.push refuses it as an argument error, which would reach the
+	 * client as server_unavailable on every push (an invitation to retry
+	 * forever): refuse it here, once, for what it is. */
+	if (strcmp(f->hello.client_id, SL_CLIENT_ID_RESERVED) == 0)
+		return set_error(err, SL_ERR_BAD_FRAME,
+		                 "hello \"client_id\" \"%s\" is reserved for writes made directly in "
+		                 "SQL; pick another (a UUID)", SL_CLIENT_ID_RESERVED);
 
 	groups = json_object_get(doc, "groups");
 	if (groups == NULL)

@@ -42,6 +42,7 @@
 
 /* Fixed format rules of PROTOCOL.md (not configurable). */
 #define SL_CLIENT_ID_MAX 64   /* bytes */
+#define SL_CLIENT_ID_RESERVED "server" /* the client_id of direct SQL writes (DESIGN.md) */
 #define SL_TOKEN_MAX 4096     /* bytes */
 #define SL_GROUP_MAX 256      /* bytes, each group name */
 #define SL_HLC_LEN 16         /* lowercase hex digits */

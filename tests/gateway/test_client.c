@@ -1,7 +1,7 @@
 /*
  * tests/gateway/test_client.c: a small synchronous WebSocket client for the
- * gateway's end-to-end suites (tests/suites/12-gateway-e2e.sh and
- * 13-gateway-faults.sh).
+ * gateway's end-to-end suites (tests/suites/12-gateway-e2e.sh,
+ * 13-gateway-faults.sh and 14-hostile.sh).
  *
  * Deliberately independent of libwebsockets: a hand-written RFC 6455 client
  * over one blocking loopback TCP socket (handshake with
@@ -22,7 +22,8 @@
  * The script has one command per line; every wait is bounded:
  *   send TEXT           one text frame
  *   sendfrag N TEXT     TEXT as one message in N fragments
- *   sendbig N           a ping frame padded to N bytes
+ *   sendbig N           a ping frame padded to N bytes (streamed: N may be
+ *                       far larger than the client's memory would like)
  *   sendbin TEXT        one binary frame
  *   recv SECS           wait for one message: prints "RECV <text>", or
  *                       "CLOSED <code>" / "TIMEOUT"
@@ -38,6 +39,26 @@
  *                       FILE exists; with FILE prints "STALLING" first and
  *                       then "RESUMED" (FILE appeared) or "TIMEOUT"
  *   sleep MS            same as stall, in milliseconds, silently
+ *   sendhex HEX         one text frame of the bytes HEX spells (two hex digits
+ *                       a byte): invalid UTF-8, NUL bytes
+ *   sendraw HEX         the bytes HEX spells, written to the socket as they
+ *                       are (no framing, no masking): broken WebSocket frames
+ *   sendnest N          a push frame whose ops array nests N arrays deep
+ *                       ({"type":"push","ops":[[[...]]]}, 2N+20 bytes)
+ *   sendslow MS TEXT    TEXT as one text frame written a byte at a time (frame
+ *                       header included), MS ms apart; stops as soon as the
+ *                       server sends anything or closes, printing "SLOWSTOP
+ *                       <bytes written> <total>" (else "SLOWDONE <total>")
+ *   timedpush N MS TEXT N times: send TEXT with every "{i}" replaced by a
+ *                       counter kept across commands, as 12 decimal digits
+ *                       (000000000001, ...: fits a UUID's last group), print every
+ *                       message until an "ack" arrives, then "RTT <i> <ms>"
+ *                       (the send-to-ack time, 3 decimals; "RTT <i> TIMEOUT"
+ *                       after 10 s), then keep printing messages for MS ms
+ *   timedpushuntil FILE MS SECS TEXT
+ *                       the same until FILE exists (or SECS pass)
+ *   mark TEXT           print "MARK TEXT"
+ *   touch FILE          create FILE (a signal to the script driving the suite)
  * Every read answers the server's ping frames with a pong and prints "PING".
  * Output lines go to stdout, flushed.  "CONNECTED" after the handshake.
  * Exit status: 0 when the script ran, 2 when the connection or handshake
@@ -52,6 +73,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -167,13 +189,12 @@ write_all(const void *buf, size_t len)
 	return 0;
 }
 
-/* Sends one masked frame. */
+/* Writes the header of a masked frame of len bytes; its mask in mask[4]. */
 static int
-send_frame(int opcode, int fin, const void *data, size_t len)
+send_header(int opcode, int fin, uint64_t len, unsigned char mask[4])
 {
 	unsigned char h[14];
 	size_t hl = 0;
-	unsigned char mask[4];
 	h[hl++] = (unsigned char) ((fin ? 0x80 : 0) | opcode);
 	if (len < 126) {
 		h[hl++] = (unsigned char) (0x80 | len);
@@ -190,13 +211,23 @@ send_frame(int opcode, int fin, const void *data, size_t len)
 		mask[i] = (unsigned char) (rand() & 0xff);
 	memcpy(h + hl, mask, 4);
 	hl += 4;
+	return write_all(h, hl);
+}
+
+/* Sends one masked frame. */
+static int
+send_frame(int opcode, int fin, const void *data, size_t len)
+{
+	unsigned char mask[4];
+	if (send_header(opcode, fin, len, mask) != 0)
+		return -1;
 	unsigned char *m = malloc(len ? len : 1);
 	if (!m)
 		return -1;
 	const unsigned char *d = data;
 	for (size_t i = 0; i < len; i++)
 		m[i] = d[i] ^ mask[i & 3];
-	int r = (write_all(h, hl) == 0 && write_all(m, len) == 0) ? 0 : -1;
+	int r = write_all(m, len) == 0 ? 0 : -1;
 	free(m);
 	return r;
 }
@@ -322,6 +353,11 @@ connect_ws(const char *host, const char *port, const char *origin, int rcvbuf)
 		return -1;
 	}
 	freeaddrinfo(ai);
+	/* Frames go out as a header write and a payload write: without
+	 * TCP_NODELAY the second waits for the gateway's delayed ACK (40 ms),
+	 * which would dominate every timed round trip. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	char req[1024];
 	int rl = snprintf(req, sizeof req,
 	                  "GET / HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -404,9 +440,9 @@ readable(int64_t ms)
  * Prints what it reads; returns 3 on a protocol violation, else 0.
  */
 static int
-read_cmd(int mode, int64_t secs, const char *file, long count, const char *text)
+read_cmd(int mode, int64_t secs, const char *file, long count, const char *text, int64_t ms)
 {
-	int64_t deadline = now_ms() + secs * 1000;
+	int64_t deadline = now_ms() + secs * 1000 + ms;
 	long seen = 0;
 
 	if (closed) {
@@ -452,6 +488,174 @@ read_cmd(int mode, int64_t secs, const char *file, long count, const char *text)
 		}
 		return 0;
 	}
+}
+
+/* Sends a ping frame padded to len bytes ({"type":"ping","pad":"xxx..."}),
+ * written in 64 kB pieces: nothing of len size is allocated. */
+static int
+send_big_ping(size_t len)
+{
+	static const char head[] = "{\"type\":\"ping\",\"pad\":\"";
+	unsigned char mask[4], chunk[65536];
+	size_t hl = sizeof head - 1;
+
+	if (len < hl + 2)
+		len = hl + 2;
+	if (send_header(0x1, 1, len, mask) != 0)
+		return -1;
+	for (size_t off = 0; off < len;) {
+		size_t k = len - off < sizeof chunk ? len - off : sizeof chunk;
+		for (size_t i = 0; i < k; i++) {
+			size_t at = off + i;
+			unsigned char c = at < hl ? (unsigned char) head[at] : at == len - 2 ? '"' : at == len - 1 ? '}' : 'x';
+			chunk[i] = c ^ mask[at & 3];
+		}
+		if (write_all(chunk, k) != 0)
+			return -1;
+		off += k;
+	}
+	return 0;
+}
+
+/* The bytes HEX spells, in a malloc'd buffer (*len); NULL on a bad digit. */
+static unsigned char *
+from_hex(const char *hex, size_t *len)
+{
+	size_t n = strlen(hex) / 2;
+	unsigned char *b = malloc(n ? n : 1);
+	if (!b || strlen(hex) % 2) {
+		free(b);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+			free(b);
+			return NULL;
+		}
+		b[i] = (unsigned char) v;
+	}
+	*len = n;
+	return b;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * TEXT as one masked text frame written a byte at a time, ms apart; stops
+ * when the server sends something (or closes).  Prints SLOWSTOP/SLOWDONE.
+ */
+static void
+send_slow(int64_t ms, const char *text)
+{
+	size_t len = strlen(text), hl = 0, total;
+	unsigned char h[14 + 4], mask[4], *all;
+
+	h[hl++] = 0x81;
+	if (len < 126) {
+		h[hl++] = (unsigned char) (0x80 | len);
+	} else {
+		h[hl++] = 0x80 | 126;
+		h[hl++] = (unsigned char) (len >> 8);
+		h[hl++] = (unsigned char) len;
+	}
+	for (int i = 0; i < 4; i++)
+		h[hl++] = mask[i] = (unsigned char) (rand() & 0xff);
+	total = hl + len;
+	all = malloc(total);
+	if (!all) {
+		printf("ERROR out of memory\n");
+		return;
+	}
+	memcpy(all, h, hl);
+	for (size_t i = 0; i < len; i++)
+		all[hl + i] = (unsigned char) text[i] ^ mask[i & 3];
+	for (size_t i = 0; i < total; i++) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (in_len > 0 || poll(&p, 1, 0) > 0) {
+			printf("SLOWSTOP %zu %zu\n", i, total);
+			free(all);
+			return;
+		}
+		if (write_all(all + i, 1) != 0) {
+			printf("SLOWSTOP %zu %zu\n", i, total);
+			free(all);
+			return;
+		}
+		sleep_ms(ms);
+	}
+	free(all);
+	printf("SLOWDONE %zu\n", total);
+}
+
+static long push_counter;
+
+/*
+ * One timed push: TEXT with each "{i}" replaced by the next counter value;
+ * prints every message until the ack ("RTT i ms" then) or 10 s ("RTT i
+ * TIMEOUT"), then every message for ms milliseconds.  Returns 3 on a
+ * protocol violation, else 0.
+ */
+static int
+timed_push(const char *text, int64_t ms)
+{
+	char num[24], *frame;
+	size_t cap, n = 0, nl;
+	long i = ++push_counter;
+	const char *p;
+
+	nl = (size_t) snprintf(num, sizeof num, "%012ld", i);
+	cap = strlen(text) * (nl + 1) + 1;
+	frame = malloc(cap);
+	if (!frame)
+		return 3;
+	for (p = text; *p;) {
+		if (!strncmp(p, "{i}", 3)) {
+			memcpy(frame + n, num, nl);
+			n += nl;
+			p += 3;
+		} else
+			frame[n++] = *p++;
+	}
+	frame[n] = '\0';
+	if (closed) {
+		printf("RTT %ld CLOSED\n", i);
+		free(frame);
+		return 0;
+	}
+	int64_t t0 = now_us(), deadline = now_ms() + 10000;
+	if (send_frame(0x1, 1, frame, n) != 0)
+		printf("SENDFAIL\n");
+	free(frame);
+	for (;;) {
+		char *msg;
+		size_t mlen;
+		int r = read_message(deadline, &msg, &mlen);
+		if (r == 1) {
+			int ack = strstr(msg, "\"type\":\"ack\"") != NULL;
+			int64_t t1 = now_us();
+			printf("RECV %s\n", msg);
+			free(msg);
+			if (ack) {
+				printf("RTT %ld %.3f\n", i, (double) (t1 - t0) / 1000.0);
+				break;
+			}
+			continue;
+		}
+		if (r == -2) {
+			printf("ERROR protocol violation by the server\n");
+			return 3;
+		}
+		printf("RTT %ld %s\n", i, r == 0 ? "TIMEOUT" : "CLOSED");
+		return 0;
+	}
+	return read_cmd('t', 0, NULL, 0, NULL, ms);
 }
 
 static void
@@ -532,23 +736,87 @@ main(int argc, char **argv)
 				send_frame(off == 0 ? 0x1 : 0x0, off + k >= len, text + off, k);
 			}
 		} else if (!strcmp(line, "sendbig")) {
-			size_t len = strtoul(arg, NULL, 10);
-			char *b = malloc(len + 64);
+			if (!closed && send_big_ping(strtoul(arg, NULL, 10)) != 0)
+				printf("SENDFAIL\n");
+		} else if (!strcmp(line, "sendhex")) {
+			size_t len;
+			unsigned char *b = from_hex(arg, &len);
+			if (!b) {
+				printf("ERROR sendhex needs an even number of hex digits\n");
+				status = 3;
+				continue;
+			}
+			if (!closed && send_frame(0x1, 1, b, len) != 0)
+				printf("SENDFAIL\n");
+			free(b);
+		} else if (!strcmp(line, "sendraw")) {
+			size_t len;
+			unsigned char *b = from_hex(arg, &len);
+			if (!b) {
+				printf("ERROR sendraw needs an even number of hex digits\n");
+				status = 3;
+				continue;
+			}
+			if (!closed && write_all(b, len) != 0)
+				printf("SENDFAIL\n");
+			free(b);
+		} else if (!strcmp(line, "sendnest")) {
+			size_t depth = strtoul(arg, NULL, 10);
+			char *b = malloc(2 * depth + 32);
 			if (b) {
-				strcpy(b, "{\"type\":\"ping\",\"pad\":\"");
-				size_t p = strlen(b);
-				while (p < len - 2)
-					b[p++] = 'x';
-				b[p++] = '"';
+				size_t p = (size_t) sprintf(b, "{\"type\":\"push\",\"ops\":");
+				memset(b + p, '[', depth);
+				p += depth;
+				memset(b + p, ']', depth);
+				p += depth;
 				b[p++] = '}';
 				if (!closed && send_frame(0x1, 1, b, p) != 0)
 					printf("SENDFAIL\n");
 				free(b);
 			}
+		} else if (!strcmp(line, "sendslow")) {
+			char *text;
+			int64_t ms = strtol(arg, &text, 10);
+			if (*text == ' ')
+				text++;
+			if (!closed)
+				send_slow(ms, text);
+		} else if (!strcmp(line, "timedpush")) {
+			char *text;
+			long count = strtol(arg, &text, 10);
+			int64_t ms = strtol(text, &text, 10);
+			if (*text == ' ')
+				text++;
+			for (long k = 0; k < count; k++)
+				if (timed_push(text, ms))
+					status = 3;
+		} else if (!strcmp(line, "timedpushuntil")) {
+			char *sp = strchr(arg, ' '), *text;
+			if (!sp) {
+				printf("ERROR timedpushuntil needs FILE MS SECS TEXT\n");
+				status = 3;
+				continue;
+			}
+			*sp = '\0';
+			int64_t ms = strtol(sp + 1, &text, 10);
+			int64_t end = now_ms() + strtol(text, &text, 10) * 1000;
+			if (*text == ' ')
+				text++;
+			while (!file_exists(arg) && now_ms() < end)
+				if (timed_push(text, ms))
+					status = 3;
+		} else if (!strcmp(line, "mark")) {
+			printf("MARK %s\n", arg);
+		} else if (!strcmp(line, "touch")) {
+			FILE *t = fopen(arg, "w");
+			if (t)
+				fclose(t);
+			else
+				printf("ERROR cannot create %s\n", arg);
 		} else if (!strcmp(line, "recv") || !strcmp(line, "drain") || !strcmp(line, "expectclose") ||
 		           !strcmp(line, "read")) {
 			int mode = !strcmp(line, "read") ? 't' : line[0];
-			if (read_cmd(mode, strtol(arg, NULL, 10), NULL, 0, NULL))
+			if (read_cmd(mode, strtol(arg, NULL, 10), NULL, 0, NULL, 0))
 				status = 3;
 		} else if (!strcmp(line, "readuntil")) {
 			char *sp = strrchr(arg, ' ');
@@ -558,7 +826,7 @@ main(int argc, char **argv)
 				continue;
 			}
 			*sp = '\0';
-			if (read_cmd('u', strtol(sp + 1, NULL, 10), arg, 0, NULL))
+			if (read_cmd('u', strtol(sp + 1, NULL, 10), arg, 0, NULL, 0))
 				status = 3;
 		} else if (!strcmp(line, "await")) {
 			char *rest;
@@ -571,7 +839,7 @@ main(int argc, char **argv)
 				status = 3;
 				continue;
 			}
-			if (read_cmd('a', secs, NULL, count, rest))
+			if (read_cmd('a', secs, NULL, count, rest, 0))
 				status = 3;
 		} else if (!strcmp(line, "stall")) {
 			char *file;

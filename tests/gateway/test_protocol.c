@@ -346,6 +346,7 @@ static const frame_case frame_cases[] = {
 	{"hello client_id null", S("{\"type\":\"hello\",\"client_id\":null,\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"client_id\" must be a string", NULL},
 	{"hello client_id empty", S("{\"type\":\"hello\",\"client_id\":\"\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "is 0 bytes", NULL},
 	{"hello client_id 65 bytes", S("{\"type\":\"hello\",\"client_id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "is 65 bytes", NULL},
+	{"hello client_id reserved", S("{\"type\":\"hello\",\"client_id\":\"server\",\"token\":\"t\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"server\" is reserved", NULL},
 	/* hello: token. */
 	{"hello token empty", S("{\"type\":\"hello\",\"client_id\":\"c1\",\"token\":\"\",\"groups\":[\"g\"]," HELLO_TAIL), NULL, BAD, "\"token\" is 0 bytes", NULL},
 	{"hello token 4097 bytes", G(gen_token_4097), BAD, "\"token\" is 4097 bytes", NULL},
@@ -403,6 +404,13 @@ static const frame_case frame_cases[] = {
 	/* Good frames. */
 	{"ping", S("{\"type\":\"ping\"}"), NULL, OK_PING, NULL, NULL},
 	{"ping with whitespace around", S(" \r\n\t{ \"type\" : \"ping\" }\n"), NULL, OK_PING, NULL, NULL},
+	{"ping with numbers at PostgreSQL's numeric limits", S("{\"type\":\"ping\",\"a\":1e-16383,\"b\":1.5e-16382,\"c\":0e1073741822,\"d\":-12.5E+3,\"e\":-0}"), NULL, OK_PING, NULL, NULL},
+	{"number beyond numeric's scale 1e-16384", S("{\"type\":\"ping\",\"x\":1e-16384}"), NULL, BAD, "PostgreSQL cannot hold (at offset 19)", NULL},
+	{"number beyond numeric's scale 10e-16384", S("{\"type\":\"push\",\"ops\":[{\"fields\":{\"n\":10e-16384}}]}"), NULL, BAD, "PostgreSQL cannot hold", NULL},
+	{"number beyond numeric's scale 1.55e-16382", S("{\"type\":\"ping\",\"x\":[1.55e-16382]}"), NULL, BAD, "PostgreSQL cannot hold", NULL},
+	{"number with a huge exponent 0e1073741823", S("{\"type\":\"ping\",\"x\":0e1073741823}"), NULL, BAD, "PostgreSQL cannot hold", NULL},
+	{"number with a 30-digit exponent", S("{\"type\":\"ping\",\"x\":0E-999999999999999999999999999999}"), NULL, BAD, "PostgreSQL cannot hold", NULL},
+	{"digits inside a string are no number", S("{\"type\":\"ping\",\"x\":\"1e-99999\"}"), NULL, OK_PING, NULL, NULL},
 	{"ping with unknown fields ignored", S("{\"type\":\"ping\",\"extra\":{\"x\":[1,2,{\"y\":null}]},\"n\":1.5}"), NULL, OK_PING, NULL, NULL},
 	{"ping with brackets inside strings", S("{\"type\":\"ping\",\"x\":\"[[[{{{\\\"[[[\",\"y\":\"\\\\\"}"), NULL, OK_PING, NULL, NULL},
 	{"ping with 100,000 '[' inside a string", G(gen_brackets_in_string), OK_PING, NULL, NULL},
