@@ -112,6 +112,7 @@ typedef struct sl_sess {
 	char *gkey;                  /* the granted groups, sorted: which frames it can share */
 	uint64_t cursor;             /* highest seq this client holds (as far as we queued) */
 	bool live;                   /* backlog sent: the fan-out serves it */
+	uint64_t fo_query;           /* the fan-out query that last covered its groups */
 	bool behind;                 /* a changes frame was not queued: catch up when drained */
 	bool backlog_busy;           /* a backlog query is in flight */
 
@@ -135,6 +136,7 @@ static lws_sorted_usec_list_t sweep_sul;
 /* The fan-out's state (see the comment above fanout_run()). */
 static struct {
 	bool running, again;
+	uint64_t query;          /* the number of the last fan-out query sent */
 	bool deferred;           /* a round waits for the last one's frames */
 	uint32_t round;          /* the last round's number (never 0) */
 	uint32_t tag;            /* while a round queues: its number, else 0 */
@@ -996,10 +998,12 @@ fanout_run(void)
 	bool any = false;
 
 	fo.again = false;
+	fo.query++;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
 		any = true;
+		s->fo_query = fo.query; /* its groups are in this query's */
 		if (s->cursor < after)
 			after = s->cursor;
 		for (const char *p = s->gkey; *p; p += strlen(p) + 1)
@@ -1137,8 +1141,10 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
-		if (s->cursor < after) {
-			rerun = true; /* joined meanwhile, lower: next round */
+		if (s->fo_query != fo.query || s->cursor < after) {
+			/* Went live after the query was sent: its groups may not be in
+			 * the answer, whose cursor must not move it.  Next round. */
+			rerun = true;
 			continue;
 		}
 		if (c.snapshot_required) {
