@@ -31,9 +31,13 @@
 #       - 0 rows (snapshot rows or changes) of a group not granted;
 #       - every row of the granted groups: the snapshot plus the changes
 #         after it, applied in order, equal PostgreSQL's rows of those groups
-#         field for field; the changes' seqs are exactly synclog.ops' seqs of
-#         those groups after the snapshot's (or hello's) cursor, once each,
-#         in order.
+#         field for field (not in backlog mode: that client holds nothing
+#         from before its cursor); the changes' seqs are exactly
+#         synclog.ops' seqs of those groups after the snapshot's (or
+#         hello's) cursor, once each, in order, and each change equals its
+#         synclog.ops entry (table, row, kind, fields).
+#       The PASS line gives the counts per group: "a: S+C" is S snapshot
+#       rows and C changes of group a.
 #   write: token K x group G   a push (over g1, hello for [G]) of an upsert of
 #       a new row, an upsert of an existing row and a delete, for every token
 #       and group: applied exactly when K may write G (every op acked; the
