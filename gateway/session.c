@@ -114,11 +114,13 @@ typedef struct sl_sess {
 	/* from the hello */
 	char client_id[SL_CLIENT_ID_MAX + 1];
 	char *token;                 /* malloc'd */
+	uint64_t auth_gen;           /* rv.gen when its authentication query was sent */
 	json_t *req_groups;          /* new: the groups asked for; NULL after welcome */
 	json_t *groups;              /* new: granted (asked ∩ token's); NULL before welcome */
 	char *gkey;                  /* the granted groups, sorted: which frames it can share */
 	uint64_t cursor;             /* highest seq this client holds (as far as we queued) */
 	bool live;                   /* backlog sent: the fan-out serves it */
+	uint64_t fo_query;           /* the fan-out query that last covered its groups */
 	bool behind;                 /* a changes frame was not queued: catch up when drained */
 	bool backlog_busy;           /* a backlog query is in flight */
 
@@ -143,6 +145,7 @@ static lws_sorted_usec_list_t sweep_sul;
 /* The fan-out's state (see the comment above fanout_run()). */
 static struct {
 	bool running, again;
+	uint64_t query;          /* the number of the last fan-out query sent */
 	bool deferred;           /* a round waits for the last one's frames */
 	uint32_t round;          /* the last round's number (never 0) */
 	uint32_t tag;            /* while a round queues: its number, else 0 */
@@ -1039,10 +1042,12 @@ fanout_run(void)
 	bool any = false;
 
 	fo.again = false;
+	fo.query++;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
 		any = true;
+		s->fo_query = fo.query; /* its groups are in this query's */
 		if (s->cursor < after)
 			after = s->cursor;
 		for (const char *p = s->gkey; *p; p += strlen(p) + 1)
@@ -1183,8 +1188,10 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
 			continue;
-		if (s->cursor < after) {
-			rerun = true; /* joined meanwhile, lower: next round */
+		if (s->fo_query != fo.query || s->cursor < after) {
+			/* Went live after the query was sent: its groups may not be in
+			 * the answer, whose cursor must not move it.  Next round. */
+			rerun = true;
 			continue;
 		}
 		if (c.snapshot_required) {
@@ -1204,8 +1211,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		size_t j = slot_hash(s->gkey, s->cursor) & (cap - 1);
 		size_t klen = groups_key_len(s->gkey);
 		while (slot[j].used &&
-		       !(slot[j].cursor == s->cursor && !memcmp(slot[j].gkey, s->gkey, klen) &&
-		         groups_key_len(slot[j].gkey) == klen))
+		       !(slot[j].cursor == s->cursor && groups_key_len(slot[j].gkey) == klen &&
+		         !memcmp(slot[j].gkey, s->gkey, klen)))
 			j = (j + 1) & (cap - 1);
 		if (!slot[j].used) {
 			slot[j].used = true;
@@ -1237,9 +1244,18 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
  * may have missed one) the tokens of every welcomed session are checked again
  * with synclog.authenticate in one query; the sessions of tokens that no
  * longer authenticate get `unauthorized` and are closed.
+ *
+ * A hello whose authentication is still in flight when the notification
+ * arrives is not in that check, and its query may have read the token before
+ * the revocation committed (its snapshot came first).  So each notification
+ * (and each reconnection of the listener) advances rv.gen; an accepting
+ * answer to a query sent under an older generation is not trusted: the hello
+ * is authenticated again (auth_send), by a query that reads the token after
+ * the revocation, before any welcome or row is sent.
  */
 static struct {
 	bool running, again;
+	uint64_t gen;  /* revocation notifications heard so far */
 } rv;
 
 static void on_revoke_result(void *arg, PGresult *res, const char *error);
@@ -1308,8 +1324,10 @@ sl_sessions_on_notify(const char *channel, const char *payload)
 	(void) payload;
 	if (!strcmp(channel, "synclog"))
 		fanout_kick();
-	else if (!strcmp(channel, "synclog_revoke"))
+	else if (!strcmp(channel, "synclog_revoke")) {
+		rv.gen++;
 		revoke_kick();
+	}
 }
 
 void
@@ -1320,11 +1338,38 @@ sl_sessions_on_db_connected(int dbi)
 	/* Their queries, if any, failed with the connection. */
 	fo.running = false;
 	rv.running = false;
+	rv.gen++; /* a revocation may have been missed while disconnected */
 	fanout_kick();
 	revoke_kick();
 }
 
 /* ---------------------------------------------------------------- hello */
+
+static void on_auth_result(void *arg, PGresult *res, const char *error);
+
+/*
+ * Sends the hello's authentication query (the token's grant, the server's
+ * cursor, the tracked tables); on_auth_result answers.  When it cannot be
+ * sent the session is closed with server_unavailable.
+ */
+static void
+auth_send(sl_sess *s)
+{
+	sl_pending *p = pending_new(s, PQ_AUTH);
+	const char *params[1] = { s->token };
+	s->auth_gen = rv.gen;
+	if (!s->token || !p ||
+	    sl_gw_query(s->dbi,
+	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
+	                "synclog.cursor(), synclog.tables()::text "
+	                "FROM synclog.authenticate($1) a",
+	                1, params, on_auth_result, p) != 0) {
+		free(p);
+		s->sm.state = SL_SESS_CLOSING;
+		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
+		            "the database is unavailable; try again later", true);
+	}
+}
 
 static void
 on_auth_result(void *arg, PGresult *res, const char *error)
@@ -1346,6 +1391,13 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	bool ok = PQntuples(res) == 1;
+	if (ok && s->auth_gen != rv.gen && s->sm.state == SL_SESS_AUTHENTICATING) {
+		/* A revocation was heard meanwhile: this answer may predate it. */
+		sl_gw_log("session %llu client_id=%s: a revocation arrived during authentication; checking again",
+		          (unsigned long long) s->id, s->client_id);
+		auth_send(s);
+		return;
+	}
 	sl_action a = sl_session_on_auth_result(&s->sm, ok);
 	if (a.kind == SL_ACTION_CLOSE) {
 		sl_gw_log("session %llu client_id=%s peer=%s: auth failure (%s)",
@@ -1412,19 +1464,7 @@ do_hello(sl_sess *s, const sl_frame *f)
 	          (unsigned long long) s->id, s->client_id, s->peer,
 	          (unsigned long long) s->cursor);
 
-	sl_pending *p = pending_new(s, PQ_AUTH);
-	const char *params[1] = { s->token };
-	if (!s->token || !p ||
-	    sl_gw_query(s->dbi,
-	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
-	                "synclog.cursor(), synclog.tables()::text "
-	                "FROM synclog.authenticate($1) a",
-	                1, params, on_auth_result, p) != 0) {
-		free(p);
-		s->sm.state = SL_SESS_CLOSING;
-		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
-		            "the database is unavailable; try again later", true);
-	}
+	auth_send(s);
 }
 
 /* ---------------------------------------------------------------- push */

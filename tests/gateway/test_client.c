@@ -8,14 +8,16 @@
  * Sec-WebSocket-Protocol: synclog.v1, masked frames out, unmasked frames in),
  * so a bug shared by the gateway and lws's client side cannot hide.
  *
- *   test_client [--origin ORIGIN] [--rcvbuf BYTES] HOST PORT < script
+ *   test_client [--origin ORIGIN] [--rcvbuf BYTES] [--stamp] HOST PORT < script
  *
  * --origin adds an "Origin: ORIGIN" header to the handshake (none by
  * default, as a non-browser client).  --rcvbuf sets SO_RCVBUF before
  * connecting, so that a client that stops reading fills the kernel's buffers
  * after some kilobytes rather than megabytes.  It also fixes the TCP window
  * for the whole connection (no window scaling): a few kilobytes make every
- * later read slow, 64 kB does not.
+ * later read slow, 64 kB does not.  --stamp starts every output line with
+ * the wall-clock time it was printed, "@SECONDS.MICROSECONDS " (so the
+ * moment a frame or the close was read), for suites that measure latencies.
  *
  * The script has one command per line; every wait is bounded:
  *   send TEXT           one text frame
@@ -94,6 +96,37 @@ now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * --stamp: stdout becomes this cookie stream, which writes through to file
+ * descriptor 1 and puts the wall-clock time before each line.  Never fails
+ * visibly: a failed write is dropped, as a closed stdout would drop it.
+ */
+static int at_line_start = 1;
+
+static ssize_t
+stamp_write(void *cookie, const char *buf, size_t len)
+{
+	(void) cookie;
+	for (size_t i = 0; i < len;) {
+		if (at_line_start) {
+			struct timespec ts;
+			char t[48];
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int n = snprintf(t, sizeof t, "@%lld.%06ld ", (long long) ts.tv_sec, ts.tv_nsec / 1000);
+			if (write(1, t, (size_t) n) < 0)
+				return (ssize_t) len;
+			at_line_start = 0;
+		}
+		const char *nl = memchr(buf + i, '\n', len - i);
+		size_t k = nl ? (size_t) (nl - (buf + i)) + 1 : len - i;
+		if (write(1, buf + i, k) < 0)
+			return (ssize_t) len;
+		at_line_start = nl != NULL;
+		i += k;
+	}
+	return (ssize_t) len;
 }
 
 /* Reads more bytes into inbuf before deadline; 1 ok, 0 timeout, -1 EOF/error. */
@@ -628,7 +661,7 @@ timed_push(const char *text, int64_t ms)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: test_client [--origin ORIGIN] [--rcvbuf BYTES] HOST PORT < script\n");
+	fprintf(stderr, "usage: test_client [--origin ORIGIN] [--rcvbuf BYTES] [--stamp] HOST PORT < script\n");
 }
 
 int
@@ -639,6 +672,16 @@ main(int argc, char **argv)
 	int ai = 1;
 
 	while (ai < argc && !strncmp(argv[ai], "--", 2)) {
+		if (!strcmp(argv[ai], "--stamp")) {
+			FILE *f = fopencookie(NULL, "w", (cookie_io_functions_t) { .write = stamp_write });
+			if (!f) {
+				perror("test_client: fopencookie");
+				return 2;
+			}
+			stdout = f;
+			ai++;
+			continue;
+		}
 		if (ai + 1 >= argc) {
 			usage();
 			return 2;
