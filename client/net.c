@@ -810,7 +810,8 @@ on_welcome(synclog *sl, struct lws *wsi, const json_t *f)
 	n->settle_ms = now_ms();
 	snprintf(detail, sizeof(detail), "%" PRIu64, n->welcome_cursor);
 	sl_event(sl, SYNCLOG_EV_CONNECTED, detail);
-	lws_callback_on_writable(wsi);
+	if (wsi != NULL) /* NULL: a frame fed by sl_net_feed */
+		lws_callback_on_writable(wsi);
 	return 0;
 }
 
@@ -864,7 +865,8 @@ on_ack(synclog *sl, struct lws *wsi, const char *text)
 	n->dirty = true;
 	if ((rc = sl_store_ack(sl->store, text, forward_reject, sl)) != SL_OK)
 		return frame_failed(sl, rc, "applying an ack");
-	lws_callback_on_writable(wsi);
+	if (wsi != NULL) /* NULL: a frame fed by sl_net_feed */
+		lws_callback_on_writable(wsi);
 	return 0;
 }
 
@@ -921,6 +923,26 @@ on_message(synclog *sl, struct lws *wsi, const char *text, size_t len)
 		rc = on_error(sl, f);
 	/* pong and unknown types: nothing */
 	json_decref(f);
+	return rc;
+}
+
+int
+sl_net_feed(synclog *sl, const char *text, size_t len)
+{
+	struct sl_net *n = sl->net;
+	int rc;
+
+	if (n == NULL || text == NULL || text[len] != '\0')
+		return -1;
+	pthread_mutex_lock(&sl->lock);
+	if (n->state != SL_NET_HELLO && n->state != SL_NET_LIVE) {
+		/* as when a new connection is upgraded and its hello sent */
+		conn_reset(n);
+		n->state = SL_NET_HELLO;
+		n->hello_sent = true;
+	}
+	rc = on_message(sl, NULL, text, len);
+	pthread_mutex_unlock(&sl->lock);
 	return rc;
 }
 
