@@ -691,9 +691,12 @@ forward_reject(void *ctx, const char *op_id, const char *table, const char *row,
 }
 
 /*
- * Calls on_change for each change of frame (borrowed) with seq above
- * old_cursor, in order.  text/len is the frame as received, for the exact
- * spans of each change and its fields.
+ * Calls on_change for each change of frame (borrowed) that the store applied:
+ * by sl_store_apply_changes's rule, those whose seq is above old_cursor and
+ * above every seq before it in the frame (a change out of order or repeated
+ * in a frame is skipped there, so it is not reported here either).  text/len
+ * is the frame as received, for the exact spans of each change and its
+ * fields.
  */
 static void
 report_changes(synclog *sl, const json_t *frame, const char *text, size_t len, uint64_t old_cursor)
@@ -719,6 +722,7 @@ report_changes(synclog *sl, const json_t *frame, const char *text, size_t len, u
 		if (!json_is_integer(seq) || json_integer_value(seq) < 0 ||
 		    (uint64_t) json_integer_value(seq) <= old_cursor)
 			continue;
+		old_cursor = (uint64_t) json_integer_value(seq); /* the store's `last` */
 		if (raw) {
 			json = strndup(starts[i], (size_t) (ends[i] - starts[i]));
 			if (find_key(starts[i], ends[i], "fields", &fs, &fe))
