@@ -30,6 +30,9 @@
  *     json is one element of the frame's "changes", byte-exact JSON, and its
  *     fields that element's "fields" ("{}" when absent);
  *   - each rejection reported names an op this input wrote, once;
+ *   - a local write is accepted (SYNCLOG_OK) or refused (SYNCLOG_EINVAL),
+ *     and every op left pending would make a valid op in a push frame
+ *     (strings UTF-8, fields a JSON object);
  *   - reopening keeps the cursor; PRAGMA integrity_check says "ok" at the
  *     end of every input.
  * FUZZ_TRACE=1 in the environment prints each frame's outcome (for seeds).
@@ -294,6 +297,24 @@ local_write(const char *p, size_t len, bool del)
 	free(s);
 }
 
+/* A pending op must make a valid op of a push frame (net.c copies its
+ * strings' bytes and its fields text into the frame). */
+static int
+check_pending(void *ctx, const synclog_op *op)
+{
+	json_t *o, *f;
+
+	(void) ctx;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", op->op_id, "table", op->table, "row",
+	              op->row, "kind", op->kind, "hlc", op->hlc);
+	f = json_loads(op->fields, 0, NULL);
+	CHECK(o != NULL && json_is_object(f));
+	CHECK(strcmp(op->kind, "upsert") == 0 || strcmp(op->kind, "delete") == 0);
+	json_decref(o);
+	json_decref(f);
+	return 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -343,6 +364,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
+	CHECK(synclog_pending(sl, check_pending, NULL) == SYNCLOG_OK);
 	CHECK(sqlite3_prepare_v2(synclog_db(sl), "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
 	CHECK(sqlite3_step(st) == SQLITE_ROW);
 	CHECK(strcmp((const char *) sqlite3_column_text(st, 0), "ok") == 0);

@@ -69,6 +69,11 @@ seeds = {
     "escapes": seq(rec("f", WELCOME),
                    rec("f", changes(4, change(4, "r\\\"4", b'{"title":"a\\u00e9\\n\\\"}","status":null,'
                                               b'"estimate":1e2}')))),
+    # a local write whose table (before a welcome: provisional) or row is
+    # not UTF-8: refused (it would make every push frame carrying it a bad_frame)
+    "put_not_utf8": seq(rec("p", b"\xbc\tr\t{}"), rec("f", WELCOME),
+                        rec("p", b'issues\t\xbcrow\t{"team":"team-a","title":"x"}'),
+                        rec("d", b"issues\t\xed\xa0\x80")),
 }
 
 os.makedirs(OUT, exist_ok=True)
