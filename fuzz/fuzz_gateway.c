@@ -418,7 +418,7 @@ literal_elem(const char *lit, unsigned k)
  * M: a full page), each further line "DELTA GROUP TEXT": a change with seq
  * the previous one's (first: the query's cursor) plus DELTA (at least 1), of
  * GROUP (=N: the N-th group asked for), carrying TEXT.  The answer's cursor
- * is never below its last change.
+ * is never below its last change, and no number reaches 2^53.
  */
 static PGresult *
 changes_answer(const pending_q *q, const char *p, const char *end)
@@ -435,6 +435,10 @@ changes_answer(const pending_q *q, const char *p, const char *end)
 		sscanf(line, "%llu %7s", &cur, flags);
 		free(line);
 	}
+	/* seq and cursor are below 2^53 (PROTOCOL.md); the gateway copies them
+	 * into frames as the database wrote them */
+	if (cur >= SL_CURSOR_LIMIT)
+		cur = SL_CURSOR_LIMIT - 1;
 	if (strchr(flags, 's')) {
 		snprintf(num, sizeof num, "%llu", cur);
 		set(r, 0, 0, num);
@@ -450,6 +454,10 @@ changes_answer(const pending_q *q, const char *p, const char *end)
 		json_t *o;
 
 		sscanf(line, "%llu %299s %n", &delta, grp, &used);
+		if (seq + 1001 >= SL_CURSOR_LIMIT) {
+			free(line);
+			break;
+		}
 		seq += delta ? delta % 1000 + 1 : 1;
 		if (grp[0] == '=') {
 			char *g = literal_elem(q->params[0], (unsigned) atoi(grp + 1));
