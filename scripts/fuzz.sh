@@ -22,7 +22,8 @@
 # Environment: FUZZ_SECONDS (default 60), FUZZ_PARALLEL (targets at a time,
 # 1 or 2, default 1: the machine has 2 cores), FUZZ_OUT (default build/fuzz),
 # FUZZ_TIMEOUT (seconds one input may take before it counts as a crash,
-# default 10), FUZZ_RSS_MB (default 2048).
+# default 10), FUZZ_RSS_MB (default 2048).  The fuzzers' TMPDIR is a
+# directory of this run's (under /dev/shm when there), removed at the end.
 
 set -uo pipefail
 
@@ -54,6 +55,13 @@ fi
 rm -f "${TMPDIR:-/tmp}/synclog-fuzz-build.$$"
 mkdir -p "$FUZZ_OUT/crashes" "$FUZZ_OUT/logs" "$FUZZ_OUT/corpus" "$FUZZ_OUT/results"
 
+# Targets that keep files (the client's store) get a TMPDIR of their own,
+# in memory when /dev/shm is there (SQLite's syncs would otherwise be most
+# of the client target's time), removed at the end however the run ends.
+fuzz_tmp=$(mktemp -d "$([[ -d /dev/shm && -w /dev/shm ]] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/synclog-fuzz.XXXXXX") || exit 1
+trap 'rm -rf "$fuzz_tmp"' EXIT
+export TMPDIR=$fuzz_tmp
+
 # The sanitizers report and stop at the first problem; libFuzzer saves the input.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -67,7 +75,7 @@ on_signal() {
 	done
 	wait 2>/dev/null
 	echo "fuzz: interrupted" >&2
-	exit 130
+	exit 130 # the EXIT trap removes $fuzz_tmp
 }
 trap on_signal INT TERM
 
