@@ -270,11 +270,16 @@ skip_value(const char *p, const char *e)
 	return NULL;
 }
 
-/* In the object at p, the value of key (written without escapes): true and its span. */
+/*
+ * In the object at p, the value of key (written without escapes): true and
+ * its span.  When the key is there more than once, the last one, as jansson
+ * (and so the store) reads it.
+ */
 static bool
 find_key(const char *p, const char *e, const char *key, const char **vs, const char **ve)
 {
 	size_t klen = strlen(key);
+	bool found = false;
 
 	p = skip_ws(p, e);
 	if (p >= e || *p != '{')
@@ -294,13 +299,13 @@ find_key(const char *p, const char *e, const char *key, const char **vs, const c
 		if ((size_t) (kend - 1 - ks) == klen && memcmp(ks, key, klen) == 0) {
 			*vs = v;
 			*ve = vend;
-			return true;
+			found = true;
 		}
 		p = skip_ws(vend, e);
 		if (p < e && *p == ',')
 			p = skip_ws(p + 1, e);
 	}
-	return false;
+	return found;
 }
 
 /*

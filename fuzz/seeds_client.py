@@ -2,7 +2,9 @@
 """fuzz/seeds_client.py: writes the seed corpus of fuzz_client
 (fuzz/corpus/client/): server frames as PROTOCOL.md gives them, in the
 record format fuzz_client.c describes (records separated by 0xff: a command
-byte, then the payload; "@0" stands for the id of the input's first op)."""
+byte, then the payload; "@0" stands for the id of the input's first op).
+It rewrites only the files it names: the corpus also holds inputs the
+fuzzer found (reproducers of fixed bugs)."""
 import os
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "client")
