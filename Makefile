@@ -7,7 +7,7 @@
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 
-.PHONY: all deps ext gateway client install installcheck check demo bench soak clean
+.PHONY: all deps ext gateway client install installcheck check demo bench soak fuzz clean
 
 all: ext gateway client
 
@@ -64,6 +64,15 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory install
 	@scripts/soak.sh
+
+# The libFuzzer targets (fuzz/, issue 6): builds them with clang and runs
+# each for FUZZ_SECONDS on a copy of its committed corpus; one line per
+# target "fuzz: TARGET execs=N crashes=N corpus=N seconds=N", crash inputs
+# under build/fuzz/crashes/.  No database.  FUZZ_PARALLEL=2 runs two at a time.
+FUZZ_SECONDS ?= 60
+FUZZ_PARALLEL ?= 1
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) scripts/fuzz.sh
 
 clean:
 	$(MAKE) -C pg_ext clean

@@ -126,6 +126,21 @@ utf8_seq(const unsigned char *r)
 	return n;
 }
 
+bool
+sls_utf8_ok(const char *s)
+{
+	const unsigned char *r = (const unsigned char *) s;
+
+	while (*r) {
+		size_t n = *r < 0x80 ? 1 : utf8_seq(r);
+
+		if (n == 0)
+			return false;
+		r += n;
+	}
+	return true;
+}
+
 /* Writes code point cp (not a surrogate, not 0) as UTF-8 at w; returns the length. */
 static size_t
 utf8_put(char *w, unsigned cp)

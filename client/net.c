@@ -270,11 +270,16 @@ skip_value(const char *p, const char *e)
 	return NULL;
 }
 
-/* In the object at p, the value of key (written without escapes): true and its span. */
+/*
+ * In the object at p, the value of key (written without escapes): true and
+ * its span.  When the key is there more than once, the last one, as jansson
+ * (and so the store) reads it.
+ */
 static bool
 find_key(const char *p, const char *e, const char *key, const char **vs, const char **ve)
 {
 	size_t klen = strlen(key);
+	bool found = false;
 
 	p = skip_ws(p, e);
 	if (p >= e || *p != '{')
@@ -294,13 +299,13 @@ find_key(const char *p, const char *e, const char *key, const char **vs, const c
 		if ((size_t) (kend - 1 - ks) == klen && memcmp(ks, key, klen) == 0) {
 			*vs = v;
 			*ve = vend;
-			return true;
+			found = true;
 		}
 		p = skip_ws(vend, e);
 		if (p < e && *p == ',')
 			p = skip_ws(p + 1, e);
 	}
-	return false;
+	return found;
 }
 
 /*
@@ -691,9 +696,12 @@ forward_reject(void *ctx, const char *op_id, const char *table, const char *row,
 }
 
 /*
- * Calls on_change for each change of frame (borrowed) with seq above
- * old_cursor, in order.  text/len is the frame as received, for the exact
- * spans of each change and its fields.
+ * Calls on_change for each change of frame (borrowed) that the store applied:
+ * by sl_store_apply_changes's rule, those whose seq is above old_cursor and
+ * above every seq before it in the frame (a change out of order or repeated
+ * in a frame is skipped there, so it is not reported here either).  text/len
+ * is the frame as received, for the exact spans of each change and its
+ * fields.
  */
 static void
 report_changes(synclog *sl, const json_t *frame, const char *text, size_t len, uint64_t old_cursor)
@@ -719,6 +727,7 @@ report_changes(synclog *sl, const json_t *frame, const char *text, size_t len, u
 		if (!json_is_integer(seq) || json_integer_value(seq) < 0 ||
 		    (uint64_t) json_integer_value(seq) <= old_cursor)
 			continue;
+		old_cursor = (uint64_t) json_integer_value(seq); /* the store's `last` */
 		if (raw) {
 			json = strndup(starts[i], (size_t) (ends[i] - starts[i]));
 			if (find_key(starts[i], ends[i], "fields", &fs, &fe))
@@ -810,7 +819,8 @@ on_welcome(synclog *sl, struct lws *wsi, const json_t *f)
 	n->settle_ms = now_ms();
 	snprintf(detail, sizeof(detail), "%" PRIu64, n->welcome_cursor);
 	sl_event(sl, SYNCLOG_EV_CONNECTED, detail);
-	lws_callback_on_writable(wsi);
+	if (wsi != NULL) /* NULL: a frame fed by sl_net_feed */
+		lws_callback_on_writable(wsi);
 	return 0;
 }
 
@@ -864,7 +874,8 @@ on_ack(synclog *sl, struct lws *wsi, const char *text)
 	n->dirty = true;
 	if ((rc = sl_store_ack(sl->store, text, forward_reject, sl)) != SL_OK)
 		return frame_failed(sl, rc, "applying an ack");
-	lws_callback_on_writable(wsi);
+	if (wsi != NULL) /* NULL: a frame fed by sl_net_feed */
+		lws_callback_on_writable(wsi);
 	return 0;
 }
 
@@ -921,6 +932,26 @@ on_message(synclog *sl, struct lws *wsi, const char *text, size_t len)
 		rc = on_error(sl, f);
 	/* pong and unknown types: nothing */
 	json_decref(f);
+	return rc;
+}
+
+int
+sl_net_feed(synclog *sl, const char *text, size_t len)
+{
+	struct sl_net *n = sl->net;
+	int rc;
+
+	if (n == NULL || text == NULL || text[len] != '\0')
+		return -1;
+	pthread_mutex_lock(&sl->lock);
+	if (n->state != SL_NET_HELLO && n->state != SL_NET_LIVE) {
+		/* as when a new connection is upgraded and its hello sent */
+		conn_reset(n);
+		n->state = SL_NET_HELLO;
+		n->hello_sent = true;
+	}
+	rc = on_message(sl, NULL, text, len);
+	pthread_mutex_unlock(&sl->lock);
 	return rc;
 }
 

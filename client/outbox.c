@@ -223,6 +223,12 @@ local_op(sl_store *s, const char *table, const char *row, bool is_delete, const 
 
 	if (table == NULL)
 		return sls_seterr(s, SL_EINVAL, "no table");
+	/* Both travel as JSON strings in push frames (net.c copies their bytes):
+	 * one not UTF-8 would make every frame carrying the op a bad_frame. */
+	if (!sls_utf8_ok(table))
+		return sls_seterr(s, SL_EINVAL, "the table name is not valid UTF-8");
+	if (row != NULL && !sls_utf8_ok(row))
+		return sls_seterr(s, SL_EINVAL, "the row id is not valid UTF-8");
 	def = sls_table_def(s, table);
 	if (def == NULL && s->welcomed)
 		return sls_seterr(s, SL_EINVAL, "unknown table \"%s\": the server does not track it", table);

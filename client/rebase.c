@@ -275,8 +275,16 @@ write_cols(sl_store *s, const char *table, const char *pk, const char *row, cons
 	}
 	if (mode == WRITE_UPDATE)
 		sqlite3_bind_text(st, i, row, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		rc = sls_dberr(s, "write the visible row");
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		/* An INTEGER PRIMARY KEY (a server key of an integer type) holds
+		 * integers only: a row id that is not one is the caller's mistake. */
+		if (sqlite3_errcode(s->db) == SQLITE_MISMATCH)
+			rc = sls_seterr(s, SL_EINVAL,
+			                "row id \"%s\" does not fit the primary key \"%s\" of table \"%s\" "
+			                "(an integer column)", row, pk, table);
+		else
+			rc = sls_dberr(s, "write the visible row");
+	}
 	else if (updated)
 		*updated = sqlite3_changes(s->db) > 0;
 	sqlite3_reset(st);

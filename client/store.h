@@ -96,8 +96,8 @@ int sl_store_ensure_tables(sl_store *store, const char *welcome_tables_json);
  *
  * SL_EINVAL for an unknown table after a welcome (also a provisional table
  * the welcome did not name: the server does not track it), an unknown
- * column of a table from welcome.tables, an empty row, fields that are not
- * an object.
+ * column of a table from welcome.tables, an empty row, a table or row that
+ * is not valid UTF-8, fields that are not an object.
  */
 int sl_store_put(sl_store *store, const char *table, const char *row, const char *fields_json,
                  char op_id_out[SL_UUID_LEN + 1]);

@@ -171,6 +171,8 @@ bool sls_scan_flat(const char *text, sls_flat *f);
 void sls_flat_free(sls_flat *f);
 bool sls_scan_changes(const char *text, sls_frame *f);
 void sls_frame_free(sls_frame *f);
+/* True when s (NUL-terminated) is UTF-8 as jansson and the gateway accept it. */
+bool sls_utf8_ok(const char *s);
 
 /* store.c */
 int sls_seterr(sl_store *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -121,8 +121,9 @@ struct sqlite3 *synclog_db(synclog *sl);
  * out (the row is the key).  Visible at once to synclog_db() readers; sent
  * with the next push.  op_id_out (may be NULL) gets the op's id, which the
  * reject callback names should the server refuse it.  SYNCLOG_EINVAL for an
- * empty row, fields that are not an object, an unknown table or column
- * (after a welcome); SYNCLOG_EDB if the file failed.
+ * empty row, a table or row that is not valid UTF-8, fields that are not an
+ * object, an unknown table or column (after a welcome); SYNCLOG_EDB if the
+ * file failed.
  */
 int synclog_put(synclog *sl, const char *table, const char *row, const char *fields_json,
                 char op_id_out[SYNCLOG_UUID_LEN + 1]);

@@ -52,4 +52,16 @@ void sl_net_disconnect(synclog *sl);
 int sl_net_connected(synclog *sl);
 void sl_net_free(synclog *sl); /* frees sl->net; accepts none */
 
+/*
+ * Hands one whole server message (text[len] must be its NUL) to the frame
+ * handler as if it had arrived on the current connection, with no socket:
+ * the entry point of fuzz/fuzz_client.c.  Needs sl_net_connect first (-1
+ * otherwise).  When no connection is up, one is pretended, in the state of
+ * a connection whose hello was sent (welcome awaited).  Returns 0, or -1
+ * when the frame ended that connection (a refused frame, `unauthorized`, a
+ * local failure), exactly as a frame from the network would.  Takes the
+ * handle's lock.
+ */
+int sl_net_feed(synclog *sl, const char *text, size_t len);
+
 #endif /* SL_SYNCLOG_INT_H */
