@@ -46,10 +46,12 @@
 #      changes in pages (bench/catchup.sh: a cluster and a gateway of its
 #      own).  Its rows join the table and results.json too.
 #
-# Output: a table on stdout and bench/results.json (a JSON list of objects
+# Output: a table on stdout, bench/results.json (a JSON list of objects
 # with keys name, value, unit, baseline, ratio, target, met, plus min, max and
 # trials, or samples, where they apply; target is text such as
-# ">= 0.5x baseline", met is true/false, or null where there is no target).
+# ">= 0.5x baseline", met is true/false, or null where there is no target)
+# and, drawn from it by bench/plot.sh with gnuplot, bench/out/fanout.png and
+# bench/out/push.png.
 # Raw per-trial figures and the lag samples are kept in build/bench/.  The
 # fingerprint of the installed synclog.so is printed (and a warning if it
 # changes during the run: the cluster keeps the library it loaded at start).
@@ -499,6 +501,9 @@ fi
 print_rows_table "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications${GW_NOTE:+; $GW_NOTE})"
 write_rows_json "$RESULTS"
 echo "wrote $RESULTS ($(($(date +%s) - T_START)) s; raw trials in $TRIALS_FILE, lag samples in $BUILD_DIR/seqlag_samples.txt)"
+# The plots (fan-out latency against subscribers, push throughput against
+# batch size) under bench/out/; a failure here does not undo the figures.
+"$REPO/bench/plot.sh" "$RESULTS" "$REPO/bench/out" || echo "bench: the plots failed (above)" >&2
 if [[ $(so_fingerprint) != "$SO_MD5" ]]; then
 	echo "bench: WARNING: $SO_PATH changed during the run (now md5 $(so_fingerprint)); the cluster used the library it loaded at start (md5 $SO_MD5)" >&2
 fi

@@ -20,7 +20,7 @@ set -euo pipefail
 DEPS_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-contrib-15
   libpq-dev libjansson-dev libwebsockets-dev libsqlite3-dev sqlite3
   pkg-config make gcc libc6-dev procps iproute2
-  clang libfuzzer-14-dev libclang-rt-14-dev"
+  clang libfuzzer-14-dev libclang-rt-14-dev gnuplot-nox"
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 	# shellcheck disable=SC2086 # the list is meant to be split
