@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 
 #include "synclog.h"
@@ -235,8 +236,151 @@ sl_empty_object(void)
 }
 
 /*
+ * The op log rows of a batch being applied in one subtransaction
+ * (sl_oplog_defer): written by sl_oplog_flush in one INSERT instead of one
+ * INSERT per op.  NULL when ops are written at once.
+ */
+typedef struct SlLoggedOp
+{
+	char	   *op_id;
+	char	   *table;
+	char	   *row;
+	char	   *grp;			/* NULL: no group */
+	bool		is_delete;
+	Jsonb	   *fields;
+	uint64		hlc;
+	char	   *client_id;
+} SlLoggedOp;
+
+static List *deferred_ops = NIL;
+static MemoryContext deferred_cxt = NULL;
+
+/*
+ * From now until sl_oplog_flush or sl_oplog_discard, sl_record_op keeps
+ * the op log rows in cxt (which must outlive both) instead of inserting
+ * them.  The rows keep their order: the flush numbers them (local_id) in
+ * the order they were recorded, as the inserts one by one would have.
+ */
+void
+sl_oplog_defer(MemoryContext cxt)
+{
+	deferred_ops = NIL;
+	deferred_cxt = cxt;
+}
+
+/* Forgets the rows kept since sl_oplog_defer (the batch was rolled back). */
+void
+sl_oplog_discard(void)
+{
+	deferred_ops = NIL;
+	deferred_cxt = NULL;
+}
+
+static void
+insert_ops(List *rows)
+{
+	int			n = list_length(rows);
+	Oid			argtypes[8] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID};
+	Datum		args[8];
+	Datum	   *cols[8];
+	bool	   *grp_nulls = palloc0(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	ListCell   *lc;
+	int			i = 0;
+	int			rc;
+
+	for (int c = 0; c < 8; c++)
+		cols[c] = palloc(sizeof(Datum) * n);
+	foreach(lc, rows)
+	{
+		SlLoggedOp *o = lfirst(lc);
+
+		cols[0][i] = CStringGetTextDatum(o->op_id);
+		cols[1][i] = CStringGetTextDatum(o->table);
+		cols[2][i] = CStringGetTextDatum(o->row);
+		if (o->grp)
+			cols[3][i] = CStringGetTextDatum(o->grp);
+		else
+		{
+			cols[3][i] = (Datum) 0;
+			grp_nulls[i] = true;
+		}
+		cols[4][i] = CStringGetTextDatum(o->is_delete ? "delete" : "upsert");
+		cols[5][i] = JsonbPGetDatum(o->fields ? o->fields : sl_empty_object());
+		cols[6][i] = Int64GetDatum((int64) o->hlc);
+		cols[7][i] = CStringGetTextDatum(o->client_id);
+		i++;
+	}
+	for (int c = 0; c < 8 && n > 1; c++)
+	{
+		if (c == 3)
+			args[c] = PointerGetDatum(construct_md_array(cols[c], grp_nulls, 1, dims, lbs,
+														 TEXTOID, -1, false, TYPALIGN_INT));
+		else if (c == 5)
+			args[c] = PointerGetDatum(construct_array(cols[c], n, JSONBOID, -1, false, TYPALIGN_INT));
+		else if (c == 6)
+			args[c] = PointerGetDatum(construct_array(cols[c], n, INT8OID, 8, FLOAT8PASSBYVAL,
+													  TYPALIGN_DOUBLE));
+		else
+			args[c] = PointerGetDatum(construct_array(cols[c], n, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+
+	if (n == 1)
+	{
+		/* One row (a batch of one, a write captured in SQL): plain VALUES. */
+		Oid			types1[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		JSONBOID, INT8OID, TEXTOID};
+		char		nulls[8] = "        ";
+
+		for (int c = 0; c < 8; c++)
+			args[c] = cols[c][0];
+		if (grp_nulls[0])
+			nulls[3] = 'n';
+		rc = SPI_execute_plan(sl_plan("INSERT INTO synclog.ops "
+									  "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
+									  "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)",
+									  8, types1),
+							  args, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "synclog: op log insert failed: %s", SPI_result_code_string(rc));
+		sl_note_ops_written();
+		return;
+	}
+	/* local_id is drawn row by row in ordinality order, the order recorded. */
+	rc = SPI_execute_plan(sl_plan("INSERT INTO synclog.ops "
+								  "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
+								  "SELECT o::uuid, t, r, g, k, f, h, c "
+								  "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+								  "WITH ORDINALITY AS u(o, t, r, g, k, f, h, c, n) ORDER BY n",
+								  8, argtypes),
+						  args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "synclog: op log insert failed: %s", SPI_result_code_string(rc));
+	sl_note_ops_written();
+}
+
+/*
+ * Inserts the rows kept since sl_oplog_defer, and writes ops at once again.
+ * A second op with an id already logged raises a unique violation on
+ * synclog.ops, as sl_record_op would.  Must be called inside SPI_connect.
+ */
+void
+sl_oplog_flush(void)
+{
+	List	   *rows = deferred_ops;
+
+	deferred_ops = NIL;
+	deferred_cxt = NULL;
+	if (rows != NIL)
+		insert_ops(rows);
+}
+
+/*
  * Appends an op to the op log, unsequenced, and asks for the sequencer to be
- * woken at commit.  A second op with the same id raises a unique violation
+ * woken at commit (or, between sl_oplog_defer and sl_oplog_flush, keeps it
+ * for the flush).  A second op with the same id raises a unique violation
  * on synclog.ops (push.c treats it as a duplicate).  Inside SPI.
  */
 void
@@ -244,36 +388,27 @@ sl_record_op(const char *op_id, const char *table, const char *row,
 			 const char *grp, bool is_delete, Jsonb *fields,
 			 uint64 hlc, const char *client_id)
 {
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	JSONBOID, INT8OID, TEXTOID};
-	Datum		args[8];
-	char		nulls[8] = "        ";
-	SPIPlanPtr	plan;
-	int			rc;
+	SlLoggedOp *o;
+	MemoryContext old;
 
-	args[0] = CStringGetTextDatum(op_id);
-	args[1] = CStringGetTextDatum(table);
-	args[2] = CStringGetTextDatum(row);
-	if (grp)
-		args[3] = CStringGetTextDatum(grp);
-	else
+	old = MemoryContextSwitchTo(deferred_cxt ? deferred_cxt : CurrentMemoryContext);
+	o = palloc(sizeof(SlLoggedOp));
+	o->op_id = pstrdup(op_id);
+	o->table = pstrdup(table);
+	o->row = pstrdup(row);
+	o->grp = grp ? pstrdup(grp) : NULL;
+	o->is_delete = is_delete;
+	o->fields = fields ? (Jsonb *) DatumGetPointer(datumCopy(JsonbPGetDatum(fields), false, -1)) : NULL;
+	o->hlc = hlc;
+	o->client_id = pstrdup(client_id);
+	if (deferred_cxt != NULL)
 	{
-		args[3] = (Datum) 0;
-		nulls[3] = 'n';
+		deferred_ops = lappend(deferred_ops, o);
+		MemoryContextSwitchTo(old);
+		return;
 	}
-	args[4] = CStringGetTextDatum(is_delete ? "delete" : "upsert");
-	args[5] = JsonbPGetDatum(fields ? fields : sl_empty_object());
-	args[6] = Int64GetDatum((int64) hlc);
-	args[7] = CStringGetTextDatum(client_id);
-
-	plan = sl_plan("INSERT INTO synclog.ops "
-				   "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
-				   "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)",
-				   8, argtypes);
-	rc = SPI_execute_plan(plan, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "synclog: op log insert failed: %s", SPI_result_code_string(rc));
-	sl_note_ops_written();
+	MemoryContextSwitchTo(old);
+	insert_ops(list_make1(o));
 }
 
 static Datum

@@ -396,6 +396,8 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 		{
 			BeginInternalSubTransaction(NULL);
 			MemoryContextSwitchTo(oldcontext);
+			/* The batch's op log rows go in with one INSERT, at its end. */
+			sl_oplog_defer(cxt);
 		}
 		PG_TRY();
 		{
@@ -445,6 +447,11 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 			}
 			if (!per_op)
 			{
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "synclog: SPI_connect failed");
+				current = -1;
+				sl_oplog_flush();
+				SPI_finish();
 				ReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(oldcontext);
 				CurrentResourceOwner = oldowner;
@@ -462,6 +469,7 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 			MemoryContextSwitchTo(oldcontext);
 			CurrentResourceOwner = oldowner;
 			sl_push_writing(NULL, NULL);
+			sl_oplog_discard();
 
 			if (error_is_fatal_to_batch(edata->sqlerrcode))
 				ReThrowError(edata);

@@ -504,7 +504,9 @@ spi_int8(const char *sql)
 	bool		isnull;
 	Datum		d;
 
-	if (SPI_execute(sql, false, 1) < 0 || SPI_processed != 1)
+	/* A saved plan: the sequencer runs these on every pass. */
+	if (SPI_execute_plan(sl_plan(sql, 0, NULL), NULL, NULL, false, 1) < 0 ||
+		SPI_processed != 1)
 		elog(ERROR, "synclog: \"%s\" failed", sql);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetInt64(d);
@@ -647,7 +649,7 @@ stamp(int64 hw)
  * extension is gone from this database.
  */
 static uint64
-sequencer_pass(bool compact, bool *present)
+sequencer_pass(bool compact, bool check_present, bool *present)
 {
 	uint64		stamped = 0;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
@@ -661,7 +663,8 @@ sequencer_pass(bool compact, bool *present)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "synclog sequencer pass");
 
-	*present = OidIsValid(get_extension_oid("synclog", true));
+	/* A catalog scan: not on every pass of a busy sequencer (see below). */
+	*present = !check_present || OidIsValid(get_extension_oid("synclog", true));
 	if (*present)
 	{
 		hw = spi_int8("SELECT high_water FROM synclog.state FOR UPDATE");
@@ -714,7 +717,9 @@ synclog_sequencer_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	TransactionId wait_xid;
 	bool		present;
+	volatile bool check_present = true;
 	TimestampTz last_compact;
+	TimestampTz last_check;
 	char	   *dbname;
 
 	memcpy(&wait_xid, MyBgworkerEntry->bgw_extra, sizeof(wait_xid));
@@ -747,7 +752,7 @@ synclog_sequencer_main(Datum arg)
 
 	ereport(LOG, (errmsg("synclog sequencer started for database \"%s\"", dbname)));
 	seed_clock();
-	last_compact = GetCurrentTimestamp();
+	last_compact = last_check = GetCurrentTimestamp();
 
 	for (;;)
 	{
@@ -767,13 +772,24 @@ synclog_sequencer_main(Datum arg)
 			last_compact = GetCurrentTimestamp();
 
 		/*
+		 * Whether the extension is still there is checked after an idle
+		 * wait, after a failed pass (a pass fails once the extension's tables
+		 * are gone) and at least once a second, not on every pass.
+		 */
+		if (TimestampDifferenceExceeds(last_check, GetCurrentTimestamp(), 1000))
+			check_present = true;
+		if (check_present)
+			last_check = GetCurrentTimestamp();
+
+		/*
 		 * A failed pass (a lock timeout, a full disk, DROP EXTENSION racing
 		 * the pass) is logged and retried; nothing it did is committed, so
 		 * nothing is lost or numbered twice.
 		 */
 		PG_TRY();
 		{
-			stamped = sequencer_pass(compact, &present);
+			stamped = sequencer_pass(compact, check_present, &present);
+			check_present = false;
 		}
 		PG_CATCH();
 		{
@@ -784,6 +800,7 @@ synclog_sequencer_main(Datum arg)
 			pgstat_report_activity(STATE_IDLE, NULL);
 			stamped = 0;
 			present = true;
+			check_present = true;
 			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 SL_PASS_INTERVAL_MS, PG_WAIT_EXTENSION);
 		}
@@ -797,8 +814,9 @@ synclog_sequencer_main(Datum arg)
 		if (stamped == SL_PASS_LIMIT)
 			continue;			/* more are waiting */
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 SL_PASS_INTERVAL_MS, PG_WAIT_EXTENSION);
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  SL_PASS_INTERVAL_MS, PG_WAIT_EXTENSION) & WL_TIMEOUT)
+			check_present = true;
 		ResetLatch(MyLatch);
 	}
 }

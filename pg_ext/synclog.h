@@ -136,6 +136,9 @@ extern Jsonb *sl_empty_object(void);
 extern void sl_record_op(const char *op_id, const char *table, const char *row,
 						 const char *grp, bool is_delete, Jsonb *fields,
 						 uint64 hlc, const char *client_id);
+extern void sl_oplog_defer(MemoryContext cxt);
+extern void sl_oplog_flush(void);
+extern void sl_oplog_discard(void);
 
 /*
  * capture.c: push names the row it is writing (relation and canonical

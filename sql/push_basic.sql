@@ -127,6 +127,36 @@ SELECT c->>'op_id' AS op_id, c->'fields' AS fields
   FROM jsonb_array_elements(synclog.changes(ARRAY['team1'], :c0, 100) -> 'changes') c
  WHERE c->>'table' = 'pb_odd';
 
+-- A batch's op log rows are written together at its end (one INSERT): they
+-- keep the batch's order (local_id, then seq), ops on one row included, and
+-- each is logged once.  Then the same with an op the table refuses (n is an
+-- int): the batch is applied again op by op, the bad op alone is refused,
+-- and the others are logged once, in order.
+CREATE TABLE pb_order (id int PRIMARY KEY, team text, n int);
+SELECT synclog.track('pb_order', 'team');
+SELECT synclog.cursor() AS c1 \gset
+SELECT jsonb_array_length(r -> 'acked') AS acked, r -> 'rejected' AS rejected
+  FROM synclog.push(:'tok', 'pb-client', $$[
+    {"id": "c0000000-0000-0000-0000-000000000001", "table": "pb_order", "row": "1", "kind": "upsert", "fields": {"team": "team1", "n": 1}, "hlc": "0000000000010000"},
+    {"id": "c0000000-0000-0000-0000-000000000002", "table": "pb_order", "row": "2", "kind": "upsert", "fields": {"team": "team1", "n": 2}, "hlc": "0000000000010000"},
+    {"id": "c0000000-0000-0000-0000-000000000003", "table": "pb_order", "row": "1", "kind": "upsert", "fields": {"n": 3}, "hlc": "0000000000020000"},
+    {"id": "c0000000-0000-0000-0000-000000000004", "table": "pb_order", "row": "2", "kind": "delete", "hlc": "0000000000020000"},
+    {"id": "c0000000-0000-0000-0000-000000000005", "table": "pb_order", "row": "1", "kind": "upsert", "fields": {"n": 5}, "hlc": "0000000000030000"}
+  ]$$) r;
+SELECT jsonb_array_length(r -> 'acked') AS acked, r #>> '{rejected,0,id}' AS rejected_id, r #>> '{rejected,0,code}' AS code
+  FROM synclog.push(:'tok', 'pb-client', $$[
+    {"id": "c0000000-0000-0000-0000-000000000006", "table": "pb_order", "row": "3", "kind": "upsert", "fields": {"team": "team1", "n": 6}, "hlc": "0000000000040000"},
+    {"id": "c0000000-0000-0000-0000-000000000007", "table": "pb_order", "row": "3", "kind": "upsert", "fields": {"n": "seven"}, "hlc": "0000000000050000"},
+    {"id": "c0000000-0000-0000-0000-000000000008", "table": "pb_order", "row": "1", "kind": "upsert", "fields": {"n": 8}, "hlc": "0000000000060000"}
+  ]$$) r;
+SELECT synclog.wait_sequenced() > :c1 AS sequenced;
+SELECT right(op_id::text, 2) AS op, row_id, kind, fields,
+       local_id > lag(local_id) OVER (ORDER BY seq) AS local_id_rises
+  FROM synclog.ops WHERE table_name = 'pb_order' ORDER BY seq;
+SELECT * FROM pb_order ORDER BY id;
+SELECT synclog.untrack('pb_order');
+DROP TABLE pb_order;
+
 -- Clean up.
 SELECT synclog.untrack('pb_odd');
 SELECT synclog.untrack('pb_items');
