@@ -48,7 +48,7 @@
 # when something failed (with the end of the gateway's and the server's logs).
 #
 # Environment:
-#   BENCH_QUICK=1   3 trials of 20,000 changes (the figures are labelled so);
+#   BENCH_QUICK=1   1 trial of 20,000 changes (the figures are labelled so);
 #                   full: 3 trials of 100,000 changes
 #   BENCH_CATCHUP_CHANGES, BENCH_CATCHUP_TRIALS   override those
 #   BENCH_CATCHUP_TIMEOUT   sync --timeout of a trial, seconds (default 600)
@@ -67,7 +67,7 @@ GROUP=t1
 PAGE=1000
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
-	QUICK=1 CHANGES=${BENCH_CATCHUP_CHANGES:-20000} TRIALS=${BENCH_CATCHUP_TRIALS:-3}
+	QUICK=1 CHANGES=${BENCH_CATCHUP_CHANGES:-20000} TRIALS=${BENCH_CATCHUP_TRIALS:-1}
 else
 	QUICK=0 CHANGES=${BENCH_CATCHUP_CHANGES:-100000} TRIALS=${BENCH_CATCHUP_TRIALS:-3}
 fi
