@@ -18,6 +18,8 @@
 #   write_rows_json FILE      the rows as a JSON list of objects with keys
 #                             name, value, unit, baseline, ratio, target, met,
 #                             plus min, max, trials (or samples) where they apply
+#   write_rows_markdown FILE HEADER   the table as Markdown (for the README),
+#                             after the HEADER paragraph
 
 ROWS=()
 
@@ -77,6 +79,30 @@ write_rows_json() {
 			printf '}%s\n' "$sep"
 		done
 		printf ']\n'
+	} >"$file.tmp"
+	mv "$file.tmp" "$file"
+}
+
+write_rows_markdown() {
+	local file=$1 header=$2 row name label value unit base ratio target met mn mx count bunit v b rt m
+	{
+		printf '%s\n\n' "$header"
+		printf '| figure | value [min–max] | baseline | ratio | target | met |\n'
+		printf '|---|---|---|---|---|---|\n'
+		for row in "${ROWS[@]}"; do
+			IFS='|' read -r name label value unit base ratio target met mn mx count bunit <<<"$row"
+			v="$(fmt_num "$value") $unit"
+			if [[ -n $mn ]]; then
+				v+=" [$(fmt_num "$mn")–$(fmt_num "$mx")]"
+			elif [[ -n $count ]]; then
+				v+=" (n=$count)"
+			fi
+			b="–"; [[ -z $base ]] || b="$(fmt_num "$base") ${bunit:-rows/s}"
+			rt="–"; [[ -z $ratio ]] || rt="$(printf '%.2f' "$ratio")×"
+			case $met in true) m=yes ;; false) m="**no**" ;; *) m="–" ;; esac
+			label=${label#"${label%%[! ]*}"}
+			printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$v" "$b" "$rt" "${target:-–}" "$m"
+		done
 	} >"$file.tmp"
 	mv "$file.tmp" "$file"
 }

@@ -51,7 +51,9 @@
 # trials, or samples, where they apply; target is text such as
 # ">= 0.5x baseline", met is true/false, or null where there is no target)
 # and, drawn from it by bench/plot.sh with gnuplot, bench/out/fanout.png and
-# bench/out/push.png.
+# bench/out/push.png; and the same table as Markdown with the machine and
+# the settings in bench/out/results.md (what the README's Performance
+# section shows).
 # Raw per-trial figures and the lag samples are kept in build/bench/.  The
 # fingerprint of the installed synclog.so is printed (and a warning if it
 # changes during the run: the cluster keeps the library it loaded at start).
@@ -504,6 +506,9 @@ fi
 
 print_rows_table "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications${GW_NOTE:+; $GW_NOTE})"
 write_rows_json "$RESULTS"
+mkdir -p "$REPO/bench/out"
+write_rows_markdown "$REPO/bench/out/results.md" \
+	"$(date -u '+%Y-%m-%d %H:%M UTC'), $([[ ${BENCH_QUICK:-0} == 1 ]] && echo 'BENCH_QUICK=1' || echo 'full run') of \`make bench\` at $GIT_REV ($(($(date +%s) - T_START)) s): $(nproc) × ${CPU_MODEL:-unknown CPU}, ${MEM_MB:-?} MB, PostgreSQL $PG_VERSION (fsync=$S_FSYNC, synchronous_commit=$S_SYNC, shared_buffers=$S_SHBUF); other processes took ${CPU_OTHER}% of the CPU during the extension's figures${GW_NOTE:+; $GW_NOTE}."
 echo "wrote $RESULTS ($(($(date +%s) - T_START)) s; raw trials in $TRIALS_FILE, lag samples in $BUILD_DIR/seqlag_samples.txt)"
 # The plots (fan-out latency against subscribers, push throughput against
 # batch size) under bench/out/; a failure here does not undo the figures.
