@@ -840,9 +840,15 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		}
 		if (key != stack)
 			free(key);
-		if (rc == SL_OK &&
-		    (rc = apply_decided(&fr->conf, c->is_delete, c->fields, c->hlc, c->client_id)) == SL_ENOMEM)
-			sls_seterr(s, rc, "out of memory");
+		if (rc == SL_OK) {
+			json_t *fields = NULL; /* a new reference */
+
+			if ((rc = sls_change_fields(&f, c, &fields)) == SL_OK)
+				rc = apply_decided(&fr->conf, c->is_delete, fields, c->hlc, c->client_id);
+			json_decref(fields);
+			if (rc == SL_ENOMEM)
+				sls_seterr(s, rc, "out of memory");
+		}
 		if (rc == SL_OK && c->op_id != NULL)
 			rc = sls_outbox_remove(s, c->op_id);
 		if (rc != SL_OK)

@@ -139,15 +139,9 @@ sls_qident(sbuf *b, const char *name)
 	sls_sb_add(b, "\"", 1);
 }
 
-/*
- * Appends v as compact JSON text, as json_dumps(v, JSON_COMPACT) writes it
- * (keys in insertion order, strings escaped alike, reals with %.17g), without
- * its generic machinery: the store writes two such texts per row it saves.
- * On allocation failure b->oom is set.
- */
 /* Appends the n bytes at p as a JSON string, escaped as json_dumps escapes them. */
-static void
-sb_json_string(sbuf *b, const char *p, size_t n)
+void
+sls_sb_jstr(sbuf *b, const char *p, size_t n)
 {
 	const char *run = p, *end = p + n;
 	char num[8];
@@ -179,10 +173,57 @@ sb_json_string(sbuf *b, const char *p, size_t n)
 	sls_sb_add(b, "\"", 1);
 }
 
+/* Appends an integer as json_dumps writes it. */
+static void
+sb_json_int(sbuf *b, json_int_t n)
+{
+	char num[40];
+	unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
+	char *o = num + sizeof(num);
+
+	do
+		*--o = (char) ('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (n < 0)
+		*--o = '-';
+	sls_sb_add(b, o, (size_t) (num + sizeof(num) - o));
+}
+
+/* Appends a real as json_dumps writes it (%.17g, and ".0" when that looks like an integer). */
+static void
+sb_json_real(sbuf *b, double d)
+{
+	char num[40];
+	int n = snprintf(num, sizeof(num), "%.17g", d);
+
+	sls_sb_add(b, num, (size_t) n);
+	if (strpbrk(num, ".eE") == NULL)
+		sls_sb_add(b, ".0", 2); /* stays a real when read back */
+}
+
+/* Appends a scanned scalar (jscan.c) as sls_sb_json writes the jansson value it stands for. */
+void
+sls_sb_scalar(sbuf *b, const sls_scalar *v)
+{
+	switch (v->type) {
+	case SLS_STRING: sls_sb_jstr(b, v->str, v->len); return;
+	case SLS_INT: sb_json_int(b, v->i); return;
+	case SLS_REAL: sb_json_real(b, v->d); return;
+	case SLS_TRUE: sls_sb_add(b, "true", 4); return;
+	case SLS_FALSE: sls_sb_add(b, "false", 5); return;
+	default: sls_sb_add(b, "null", 4); return;
+	}
+}
+
+/*
+ * Appends v as compact JSON text, as json_dumps(v, JSON_COMPACT) writes it
+ * (keys in insertion order, strings escaped alike, reals with %.17g), without
+ * its generic machinery: the store writes two such texts per row it saves.
+ * On allocation failure b->oom is set.
+ */
 void
 sls_sb_json(sbuf *b, const json_t *v)
 {
-	char num[40];
 	size_t i;
 
 	switch (json_typeof(v)) {
@@ -196,7 +237,7 @@ sls_sb_json(sbuf *b, const json_t *v)
 			if (!first)
 				sls_sb_add(b, ",", 1);
 			first = false;
-			sb_json_string(b, k, strlen(k));
+			sls_sb_jstr(b, k, strlen(k));
 			sls_sb_add(b, ":", 1);
 			sls_sb_json(b, e);
 		}
@@ -213,29 +254,14 @@ sls_sb_json(sbuf *b, const json_t *v)
 		sls_sb_add(b, "]", 1);
 		return;
 	case JSON_STRING:
-		sb_json_string(b, json_string_value(v), json_string_length(v));
+		sls_sb_jstr(b, json_string_value(v), json_string_length(v));
 		return;
-	case JSON_INTEGER: {
-		json_int_t n = json_integer_value(v);
-		unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
-		char *o = num + sizeof(num);
-
-		do
-			*--o = (char) ('0' + u % 10);
-		while ((u /= 10) != 0);
-		if (n < 0)
-			*--o = '-';
-		sls_sb_add(b, o, (size_t) (num + sizeof(num) - o));
+	case JSON_INTEGER:
+		sb_json_int(b, json_integer_value(v));
 		return;
-	}
-	case JSON_REAL: {
-		int n = snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-
-		sls_sb_add(b, num, (size_t) n);
-		if (strpbrk(num, ".eE") == NULL)
-			sls_sb_add(b, ".0", 2); /* stays a real when read back */
+	case JSON_REAL:
+		sb_json_real(b, json_real_value(v));
 		return;
-	}
 	case JSON_TRUE:
 		sls_sb_add(b, "true", 4);
 		return;
