@@ -170,6 +170,20 @@ utf8_put(char *w, unsigned cp)
 	return 4;
 }
 
+/* The bytes a string holds as they are: printable ASCII but the quote and the backslash. */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool plain[256] = {
+	P8(0), P8(0), P8(0), P8(0),       /* control characters */
+	1, 1, 0, 1, 1, 1, 1, 1, P8(1),    /* ' ' '!' '"' ... */
+	P8(1), P8(1),                     /* '0'... */
+	P8(1), P8(1), P8(1),              /* '@'... */
+	1, 1, 1, 1, 0, 1, 1, 1,           /* 'X' 'Y' 'Z' '[' '\\' ... */
+	P8(1), P8(1), P8(1), P8(1),       /* '`'... to DEL */
+	P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), /* UTF-8 sequences: checked below */
+	P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0),
+};
+#undef P8
+
 /*
  * The string at s->p (its opening quote), unescaped in place: *out points at
  * it, NUL-terminated, *len bytes.  The unescaped text is never longer than
@@ -180,8 +194,12 @@ utf8_put(char *w, unsigned cp)
 static bool
 scan_str(scan *s, char **out, size_t *len)
 {
-	char *r = s->p + 1, *w = r, *start = r;
+	char *r = s->p + 1, *w, *start = r;
 
+	/* The common run first: printable ASCII, nothing to unescape or move. */
+	while (plain[(unsigned char) *r])
+		r++;
+	w = r;
 	for (;;) {
 		unsigned char c = (unsigned char) *r;
 
@@ -555,13 +573,17 @@ enum { M_SEQ, M_KIND, M_TABLE, M_ROW, M_HLC, M_CID, M_OP, M_FIELDS, M_OTHER };
 static int
 member(const char *key, size_t len)
 {
-	static const char *const names[] = {"seq", "kind", "table", "row", "hlc", "client_id", "op_id", "fields"};
-
-	for (int i = 0; i < M_OTHER; i++) {
-		if (strlen(names[i]) == len && memcmp(names[i], key, len) == 0)
-			return i;
+	switch (len) {
+	case 3:
+		return memcmp(key, "seq", 3) == 0 ? M_SEQ : memcmp(key, "row", 3) == 0 ? M_ROW
+		     : memcmp(key, "hlc", 3) == 0 ? M_HLC : M_OTHER;
+	case 4: return memcmp(key, "kind", 4) == 0 ? M_KIND : M_OTHER;
+	case 5:
+		return memcmp(key, "table", 5) == 0 ? M_TABLE : memcmp(key, "op_id", 5) == 0 ? M_OP : M_OTHER;
+	case 6: return memcmp(key, "fields", 6) == 0 ? M_FIELDS : M_OTHER;
+	case 9: return memcmp(key, "client_id", 9) == 0 ? M_CID : M_OTHER;
+	default: return M_OTHER;
 	}
-	return M_OTHER;
 }
 
 /* Appends one name and value to f's flat fields; false when out of memory. */

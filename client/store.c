@@ -98,27 +98,22 @@ sls_dberr(sl_store *s, const char *what)
 /* ---------------------------------------------------------------- strings */
 
 
-void
-sls_sb_add(sbuf *b, const char *s, size_t n)
+/* sls_sb_add's slow half: room for n more bytes and a NUL.  False, with oom set, when out of memory. */
+bool
+sls_sb_grow(sbuf *b, size_t n)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 128;
-		char *p;
+	size_t cap = b->cap ? b->cap * 2 : 128;
+	char *p;
 
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	if ((p = realloc(b->p, cap)) == NULL) {
+		b->oom = true;
+		return false;
 	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	b->p = p;
+	b->cap = cap;
+	return true;
 }
 
 void sls_sb_str(sbuf *b, const char *s) { sls_sb_add(b, s, strlen(s)); }

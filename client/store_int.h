@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -119,6 +120,19 @@ typedef struct sbuf {
 	bool oom;
 } sbuf;
 
+bool sls_sb_grow(sbuf *b, size_t n);
+
+/* Appends the n bytes at s (which must not point into b) and keeps b NUL-terminated. */
+static inline void
+sls_sb_add(sbuf *b, const char *s, size_t n)
+{
+	if (b->oom || (b->len + n + 1 > b->cap && !sls_sb_grow(b, n)))
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
 /* A scalar JSON value as jscan.c reads it; str points into the scanner's copy of the text. */
 typedef enum { SLS_STRING, SLS_INT, SLS_REAL, SLS_TRUE, SLS_FALSE, SLS_NULL } sls_type;
 
@@ -188,7 +202,6 @@ bool sls_utf8_ok(const char *s);
 /* store.c */
 int sls_seterr(sl_store *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sls_dberr(sl_store *s, const char *what);
-void sls_sb_add(sbuf *b, const char *s, size_t n);
 void sls_sb_str(sbuf *b, const char *s);
 void sls_qident(sbuf *b, const char *name);
 void sls_sb_json(sbuf *b, const json_t *v);
