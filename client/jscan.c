@@ -719,6 +719,7 @@ scan_change(scan *s, sls_frame *f, sls_change *c)
 		return false;
 	if (sl_hlc_parse(v[M_HLC].str, &h) != SL_OK || v[M_CID].len == 0 || v[M_CID].len > 64)
 		return false;
+	c->hlc_v = h;
 	c->seq = (uint64_t) v[M_SEQ].i;
 	c->table = v[M_TABLE].str;
 	c->row = v[M_ROW].str;

@@ -699,7 +699,7 @@ apply_decided(sl_row *r, bool is_delete, const json_t *fields, const char *hlc, 
 /* Checks one change of a frame; fills the pieces (borrowed from change). */
 static bool
 change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, bool *is_delete,
-          const char **hlc, const char **cid, const char **op_id)
+          const char **hlc, uint64_t *hlc_v, const char **cid, const char **op_id)
 {
 	const json_t *j_seq = json_object_get(c, "seq"), *j_kind = json_object_get(c, "kind");
 	const json_t *j_op = json_object_get(c, "op_id");
@@ -725,7 +725,10 @@ change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, 
 		*is_delete = false;
 	else
 		return false;
-	return sl_hlc_parse(*hlc, &h) == SL_OK && (*cid)[0] != '\0' && strlen(*cid) <= 64;
+	if (sl_hlc_parse(*hlc, &h) != SL_OK)
+		return false;
+	*hlc_v = h;
+	return (*cid)[0] != '\0' && strlen(*cid) <= 64;
 }
 
 /*
@@ -813,6 +816,19 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 }
 
 /*
+ * Which field names of a change are columns of its table (but the pk),
+ * remembered from the change before: a frame's changes mostly have one
+ * shape.  One of these per sl_store_apply_changes call; names are borrowed
+ * from the frame, def from s->tables (both outlive the call).
+ */
+typedef struct col_memo {
+	const json_t *def;      /* NULL: nothing remembered */
+	size_t n;
+	const char *name[16];
+	bool col[16];
+} col_memo;
+
+/*
  * The fast way's second half: the visible row of a row confirmed_insert_new
  * inserted, which has no pending op, so is its confirmed state: written as
  * recompute_with writes it (the fields that are columns of the table, but
@@ -820,11 +836,12 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
  * welcome.tables has no visible rows: SL_OK.
  */
 static int
-visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c)
+visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo *memo)
 {
 	json_t *def = sls_table_def(s, c->table), *cols;
 	const char *stk_name[16], **name = stk_name, *pk;
 	sls_scalar stk_val[16], *val = stk_val;
+	bool same;
 	wcols w;
 	int rc;
 
@@ -832,6 +849,20 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c)
 		return SL_OK;
 	pk = json_string_value(json_object_get(def, "pk"));
 	cols = json_object_get(def, "columns");
+	same = memo->def == def && memo->n == c->nf;
+	for (size_t k = 0; k < c->nf && same; k++)
+		same = strcmp(memo->name[k], f->fname[c->foff + k]) == 0;
+	if (!same && c->nf <= 16) {
+		memo->def = def;
+		memo->n = c->nf;
+		for (size_t k = 0; k < c->nf; k++) {
+			const char *nm = f->fname[c->foff + k];
+
+			memo->name[k] = nm;
+			memo->col[k] = strcmp(nm, pk) != 0 && json_object_get(cols, nm) != NULL;
+		}
+		same = true;
+	}
 	if (c->nf > 16) {
 		name = malloc(c->nf * sizeof(*name));
 		val = malloc(c->nf * sizeof(*val));
@@ -845,11 +876,13 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c)
 	w.val = NULL;
 	w.sval = val;
 	w.n = 0;
-	for (size_t k = c->foff; k < c->foff + c->nf; k++) {
-		if (strcmp(f->fname[k], pk) == 0 || json_object_get(cols, f->fname[k]) == NULL)
+	for (size_t k = 0; k < c->nf; k++) {
+		const char *nm = f->fname[c->foff + k];
+
+		if (same ? !memo->col[k] : strcmp(nm, pk) == 0 || json_object_get(cols, nm) == NULL)
 			continue;
-		name[w.n] = f->fname[k];
-		val[w.n++] = f->fval[k];
+		name[w.n] = nm;
+		val[w.n++] = f->fval[c->foff + k];
 	}
 	rc = write_cols(s, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
 	if (name != stk_name) {
@@ -884,8 +917,8 @@ frame_from_json(sl_store *s, const char *frame_json, sls_frame *f)
 		sls_change *ch = &f->v[f->n];
 		const json_t *fields = json_object_get(c, "fields");
 
-		if (!change_ok(c, &ch->seq, &ch->table, &ch->row, &ch->is_delete, &ch->hlc, &ch->client_id,
-		               &ch->op_id))
+		if (!change_ok(c, &ch->seq, &ch->table, &ch->row, &ch->is_delete, &ch->hlc, &ch->hlc_v,
+		               &ch->client_id, &ch->op_id))
 			return sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
 		ch->fields = json_is_object(fields) ? json_incref((json_t *) fields) : NULL;
 		f->n++;
@@ -901,6 +934,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	frame_row *rv = NULL;        /* the rows, in the order first touched */
 	frame_row **owner = NULL;    /* the row of each change; NULL for one at or below the cursor */
 	sbuf fb = {0}, cb = {0};     /* the fast way's texts */
+	col_memo memo = {0};
 	size_t n_rows = 0, i;
 	uint64_t last;
 	saved sv;
@@ -919,7 +953,14 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
+	if (sls_hmap_reserve(&rows, f.n) != SL_OK) {
+		free(rv);
+		free(owner);
+		sls_frame_free(&f);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		sls_hmap_free(&rows, NULL);
 		sls_frame_free(&f);
 		free(rv);
 		free(owner);
@@ -938,7 +979,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		if (c->seq <= last)
 			continue; /* already applied */
 		last = c->seq;
-		sls_observe_text(s, c->hlc);
+		(void) sl_hlc_observe(&s->clock, c->hlc_v, sls_wall_ms()); /* a skewed clock is only counted */
 		lt = strlen(c->table);
 		lr = strlen(c->row);
 		klen = lt + 1 + lr;
@@ -1015,7 +1056,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		frame_row *fr = &rv[i];
 
 		if (!fr->general)
-			rc = visible_write_new(s, &f, fr->first);
+			rc = visible_write_new(s, &f, fr->first, &memo);
 		else if ((rc = confirmed_save(s, fr->table, fr->row, &fr->conf)) == SL_OK)
 			rc = recompute_with(s, fr->table, fr->row, &fr->conf);
 		if (rc != SL_OK)

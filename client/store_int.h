@@ -157,6 +157,7 @@ typedef struct sls_change {
 	const char *table, *row, *hlc, *client_id;
 	const char *op_id; /* NULL for none */
 	bool is_delete;
+	uint64_t hlc_v;    /* hlc, parsed */
 	json_t *fields;    /* a new reference to the fields object, or NULL (none, or flat) */
 	bool flat;         /* the fields object is flat (then fields is NULL) */
 	bool flat_distinct; /* flat, and no name appears twice */
@@ -225,6 +226,7 @@ json_t *sls_table_def(sl_store *s, const char *table);
 uint64_t sls_hash(const char *p, size_t n);
 void *sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 int sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val);
+int sls_hmap_reserve(sls_hmap *m, size_t n);
 void *sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 void sls_hmap_free(sls_hmap *m, void (*free_val)(void *));
 int sls_reload(sl_store *s);
