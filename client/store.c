@@ -134,38 +134,65 @@ sls_qident(sbuf *b, const char *name)
 	sls_sb_add(b, "\"", 1);
 }
 
-/* Appends the n bytes at p as a JSON string, escaped as json_dumps escapes them. */
+/*
+ * The bytes json_dumps writes as they are in a string: all but the control
+ * characters, the quote and the backslash (UTF-8 sequences pass through).
+ */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool json_plain[256] = {
+	P8(0), P8(0), P8(0), P8(0),       /* control characters */
+	1, 1, 0, 1, 1, 1, 1, 1, P8(1),    /* ' ' '!' '"' ... */
+	P8(1), P8(1), P8(1), P8(1), P8(1),
+	1, 1, 1, 1, 0, 1, 1, 1,           /* 'X' 'Y' 'Z' '[' '\\' ... */
+	P8(1), P8(1), P8(1), P8(1),
+	P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1),
+	P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1),
+};
+#undef P8
+
+/*
+ * Appends the n bytes at p as a JSON string, escaped as json_dumps escapes
+ * them.  Room for the longest escaping (6 bytes a byte, and the quotes) is
+ * made first, so the bytes are written in one pass.
+ */
 void
 sls_sb_jstr(sbuf *b, const char *p, size_t n)
 {
-	const char *run = p, *end = p + n;
-	char num[8];
+	static const char hex[] = "0123456789ABCDEF"; /* as jansson: upper case */
+	const unsigned char *r = (const unsigned char *) p, *end = r + n;
+	char *o;
 
-	sls_sb_add(b, "\"", 1);
-	for (; p < end; p++) {
-		unsigned char c = (unsigned char) *p;
-		const char *esc = NULL;
+	if (b->oom || (b->len + 6 * n + 3 > b->cap && !sls_sb_grow(b, 6 * n + 2)))
+		return;
+	o = b->p + b->len;
+	*o++ = '"';
+	while (r < end) {
+		unsigned char c = *r++;
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (json_plain[c]) {
+			*o++ = (char) c;
 			continue;
-		sls_sb_add(b, run, (size_t) (p - run));
-		run = p + 1;
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			snprintf(num, sizeof(num), "\\u%04X", c); /* as jansson: upper case */
-			esc = num;
 		}
-		sls_sb_str(b, esc);
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
 	}
-	sls_sb_add(b, run, (size_t) (end - run));
-	sls_sb_add(b, "\"", 1);
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t) (o - b->p);
 }
 
 /* Appends an integer as json_dumps writes it. */
