@@ -816,13 +816,17 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 }
 
 /*
- * Which field names of a change are columns of its table (but the pk),
- * remembered from the change before: a frame's changes mostly have one
- * shape.  One of these per sl_store_apply_changes call; names are borrowed
- * from the frame, def from s->tables (both outlive the call).
+ * The last table's description, and which field names of the last change
+ * were columns of it (but the pk), remembered from one change to the next:
+ * a frame's changes mostly have one table and one shape.  One of these per
+ * sl_store_apply_changes call; names are borrowed from the frame, def,
+ * pk and cols from s->tables, which no call inside a frame replaces.
  */
 typedef struct col_memo {
-	const json_t *def;      /* NULL: nothing remembered */
+	const char *table;      /* NULL: no table remembered */
+	json_t *def, *cols;     /* def NULL: the table is not in welcome.tables */
+	const char *pk;
+	const json_t *shape_def; /* NULL: no shape remembered */
 	size_t n;
 	const char *name[16];
 	bool col[16];
@@ -838,22 +842,28 @@ typedef struct col_memo {
 static int
 visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo *memo)
 {
-	json_t *def = sls_table_def(s, c->table), *cols;
 	const char *stk_name[16], **name = stk_name, *pk;
 	sls_scalar stk_val[16], *val = stk_val;
+	json_t *def, *cols;
 	bool same;
 	wcols w;
 	int rc;
 
-	if (def == NULL)
+	if (memo->table == NULL || strcmp(memo->table, c->table) != 0) {
+		memo->table = c->table;
+		memo->def = sls_table_def(s, c->table);
+		memo->pk = json_string_value(json_object_get(memo->def, "pk"));
+		memo->cols = json_object_get(memo->def, "columns");
+	}
+	if ((def = memo->def) == NULL)
 		return SL_OK;
-	pk = json_string_value(json_object_get(def, "pk"));
-	cols = json_object_get(def, "columns");
-	same = memo->def == def && memo->n == c->nf;
+	pk = memo->pk;
+	cols = memo->cols;
+	same = memo->shape_def == def && memo->n == c->nf;
 	for (size_t k = 0; k < c->nf && same; k++)
 		same = strcmp(memo->name[k], f->fname[c->foff + k]) == 0;
 	if (!same && c->nf <= 16) {
-		memo->def = def;
+		memo->shape_def = def;
 		memo->n = c->nf;
 		for (size_t k = 0; k < c->nf; k++) {
 			const char *nm = f->fname[c->foff + k];
