@@ -755,16 +755,18 @@ typedef struct frame_row {
  * (every field, each with the change's clock; not deleted), its texts
  * exactly as confirmed_save writes them, and sets *inserted.  When
  * confirmed state has the row (alive or a tombstone), writes nothing and
- * clears *inserted: the general way decides.  fb and cb are scratch buffers
- * the caller frees.  SL_OK, SL_EDB, SL_ENOMEM.
+ * clears *inserted: the general way decides.  *stp is the statement,
+ * taken on the first call (NULL) and kept for the frame's other rows: the
+ * caller gives it back (sls_release).  fb and cb are scratch buffers the
+ * caller frees.  SL_OK, SL_EDB, SL_ENOMEM.
  */
 static int
 confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf *fb, sbuf *cb,
-                     bool *inserted)
+                     sqlite3_stmt **stp, bool *inserted)
 {
 	const char *const *name = f->fname + c->foff;
 	const sls_scalar *val = f->fval + c->foff;
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = *stp;
 	size_t clock_len;
 	int rc;
 
@@ -797,9 +799,9 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 	sls_sb_add(cb, "}", 1);
 	if (fb->oom || cb->oom)
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
-	st = sls_prep_const(s, "INSERT INTO _synclog_confirmed (tbl, row, fields, clocks, deleted)"
-	                       " VALUES (?, ?, ?, ?, 0) ON CONFLICT (tbl, row) DO NOTHING");
-	if (st == NULL)
+	if (st == NULL &&
+	    (st = *stp = sls_prep_const(s, "INSERT INTO _synclog_confirmed (tbl, row, fields, clocks, deleted)"
+	                                   " VALUES (?, ?, ?, ?, 0) ON CONFLICT (tbl, row) DO NOTHING")) == NULL)
 		return SL_EDB;
 	sqlite3_bind_text(st, 1, c->table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, c->row, -1, SQLITE_STATIC);
@@ -811,7 +813,7 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 		*inserted = sqlite3_changes(s->db) > 0;
 		rc = SL_OK;
 	}
-	sls_release(s, st);
+	sqlite3_reset(st);
 	return rc;
 }
 
@@ -944,6 +946,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	frame_row *rv = NULL;        /* the rows, in the order first touched */
 	frame_row **owner = NULL;    /* the row of each change; NULL for one at or below the cursor */
 	sbuf fb = {0}, cb = {0};     /* the fast way's texts */
+	sqlite3_stmt *ins = NULL;    /* the fast way's insert into confirmed state */
 	col_memo memo = {0};
 	size_t n_rows = 0, i;
 	uint64_t last;
@@ -1036,10 +1039,12 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 			continue;
 		if ((pr = sls_obx_row(s, fr->table, fr->row)) != NULL && pr->n > 0)
 			continue; /* pending ops to rebase */
-		if ((rc = confirmed_insert_new(s, &f, c, &fb, &cb, &inserted)) != SL_OK)
+		if ((rc = confirmed_insert_new(s, &f, c, &fb, &cb, &ins, &inserted)) != SL_OK)
 			goto done;
 		fr->general = !inserted;
 	}
+	sls_release(s, ins);
+	ins = NULL;
 	/* The general way: confirmed state loaded once, each change applied in order. */
 	for (i = 0; i < f.n; i++) {
 		const sls_change *c = &f.v[i];
@@ -1080,6 +1085,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		goto done;
 	rc = sls_save_clock(s);
 done:
+	sls_release(s, ins);
 	sls_hmap_free(&rows, NULL);
 	for (i = 0; i < n_rows; i++)
 		sl_row_clear(&rv[i].conf);
