@@ -4,6 +4,13 @@
  * the result into the app's table; incoming changes and snapshots change
  * confirmed state, as the server decided it, and recompute every row they
  * touch, so pending ops are rebased on top.
+ *
+ * sl_store_apply_changes has a fast way for the commonest row of a frame:
+ * new to confirmed state, one upsert the scanner read flat, no pending op.
+ * Its confirmed state and visible row are written straight from the
+ * scanned values (no read, no jansson value), the same rows and texts the
+ * general way writes; any other row takes the general way (frame_row).
+ * tests/client/test_store.c (test_apply_mixed) holds the two to each other.
  */
 #include <stdbool.h>
 #include <stdio.h>
