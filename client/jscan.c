@@ -4,10 +4,13 @@
  * `changes` frame (sl_store_apply_changes).  jansson's general parser costs
  * about half the instructions of an applied change; this one reads the
  * common shape in one pass over a copy of the text, unescaping strings in
- * place, and builds jansson values only for fields.
+ * place.
  *
  * sls_scan_flat reads a fields object into arrays (no jansson value at
- * all), for a put on a known table, the commonest write.
+ * all), for a put on a known table, the commonest write.  A frame's fields
+ * objects are read the same way, into arrays the frame owns (sls_change:
+ * flat); sls_change_fields makes a jansson object of one when the store's
+ * general path wants it, as sls_scan_fields would have read it.
  *
  * It is a fast path, never the judge: it accepts only text that is valid
  * JSON (RFC 8259, as jansson 2.14's json_loads reads it with no flags: no
@@ -167,6 +170,20 @@ utf8_put(char *w, unsigned cp)
 	return 4;
 }
 
+/* The bytes a string holds as they are: printable ASCII but the quote and the backslash. */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool plain[256] = {
+	P8(0), P8(0), P8(0), P8(0),       /* control characters */
+	1, 1, 0, 1, 1, 1, 1, 1, P8(1),    /* ' ' '!' '"' ... */
+	P8(1), P8(1),                     /* '0'... */
+	P8(1), P8(1), P8(1),              /* '@'... */
+	1, 1, 1, 1, 0, 1, 1, 1,           /* 'X' 'Y' 'Z' '[' '\\' ... */
+	P8(1), P8(1), P8(1), P8(1),       /* '`'... to DEL */
+	P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), /* UTF-8 sequences: checked below */
+	P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0), P8(0),
+};
+#undef P8
+
 /*
  * The string at s->p (its opening quote), unescaped in place: *out points at
  * it, NUL-terminated, *len bytes.  The unescaped text is never longer than
@@ -177,8 +194,12 @@ utf8_put(char *w, unsigned cp)
 static bool
 scan_str(scan *s, char **out, size_t *len)
 {
-	char *r = s->p + 1, *w = r, *start = r;
+	char *r = s->p + 1, *w, *start = r;
 
+	/* The common run first: printable ASCII, nothing to unescape or move. */
+	while (plain[(unsigned char) *r])
+		r++;
+	w = r;
 	for (;;) {
 		unsigned char c = (unsigned char) *r;
 
@@ -552,18 +573,103 @@ enum { M_SEQ, M_KIND, M_TABLE, M_ROW, M_HLC, M_CID, M_OP, M_FIELDS, M_OTHER };
 static int
 member(const char *key, size_t len)
 {
-	static const char *const names[] = {"seq", "kind", "table", "row", "hlc", "client_id", "op_id", "fields"};
-
-	for (int i = 0; i < M_OTHER; i++) {
-		if (strlen(names[i]) == len && memcmp(names[i], key, len) == 0)
-			return i;
+	switch (len) {
+	case 3:
+		return memcmp(key, "seq", 3) == 0 ? M_SEQ : memcmp(key, "row", 3) == 0 ? M_ROW
+		     : memcmp(key, "hlc", 3) == 0 ? M_HLC : M_OTHER;
+	case 4: return memcmp(key, "kind", 4) == 0 ? M_KIND : M_OTHER;
+	case 5:
+		return memcmp(key, "table", 5) == 0 ? M_TABLE : memcmp(key, "op_id", 5) == 0 ? M_OP : M_OTHER;
+	case 6: return memcmp(key, "fields", 6) == 0 ? M_FIELDS : M_OTHER;
+	case 9: return memcmp(key, "client_id", 9) == 0 ? M_CID : M_OTHER;
+	default: return M_OTHER;
 	}
-	return M_OTHER;
 }
 
-/* One change object at s->p into c (fields a new reference); false to decline. */
+/* Appends one name and value to f's flat fields; false when out of memory. */
 static bool
-scan_change(scan *s, sls_change *c)
+fv_push(sls_frame *f, const char *name, const jval *v)
+{
+	sls_scalar *o;
+
+	if (f->nfv == f->capfv) {
+		size_t cap = f->capfv ? f->capfv * 2 : 256;
+		const char **fname = realloc(f->fname, cap * sizeof(*fname));
+		sls_scalar *fval;
+
+		if (fname == NULL)
+			return false;
+		f->fname = fname;
+		if ((fval = realloc(f->fval, cap * sizeof(*fval))) == NULL)
+			return false;
+		f->fval = fval;
+		f->capfv = cap;
+	}
+	f->fname[f->nfv] = name;
+	o = &f->fval[f->nfv++];
+	memset(o, 0, sizeof(*o));
+	switch (v->type) {
+	case JV_STRING:
+		o->type = SLS_STRING;
+		o->str = v->str;
+		o->len = v->len;
+		break;
+	case JV_INT:
+		o->type = SLS_INT;
+		o->i = v->i;
+		break;
+	case JV_REAL:
+		o->type = SLS_REAL;
+		o->d = v->d;
+		break;
+	case JV_TRUE: o->type = SLS_TRUE; break;
+	case JV_FALSE: o->type = SLS_FALSE; break;
+	default: o->type = SLS_NULL; break;
+	}
+	return true;
+}
+
+/*
+ * A change's fields object at s->p into f's flat fields, as c's (which
+ * replace any it had: a second "fields" member wins, as in jansson).  Names
+ * are checked for repeats up to SLS_FLAT_MAX of them; a longer object is
+ * taken as maybe repeating (flat_distinct clear).  False to decline.
+ */
+static bool
+scan_change_fields(scan *s, sls_frame *f, sls_change *c)
+{
+	bool more;
+
+	c->flat = true;
+	c->flat_distinct = true;
+	c->foff = f->nfv;
+	c->nf = 0;
+	if (!open_object(s, &more))
+		return false;
+	while (more) {
+		char *key;
+		size_t klen;
+		jval v;
+
+		if (!scan_key(s, &key, &klen) || !scan_scalar(s, &v) || !next_member(s, '}', &more) ||
+		    !fv_push(f, key, &v))
+			return false;
+		c->nf++;
+		if (c->nf > SLS_FLAT_MAX)
+			c->flat_distinct = false;
+		else {
+			for (size_t i = c->foff; i + 1 < f->nfv && c->flat_distinct; i++) {
+				if (strcmp(f->fname[i], key) == 0)
+					c->flat_distinct = false;
+			}
+		}
+	}
+	return true;
+}
+
+/* One change object at s->p into c (fields flat, in f); false to decline. */
+static bool
+scan_change(scan *s, sls_frame *f, sls_change *c)
 {
 	jval v[M_OTHER];
 	bool have[M_OTHER] = {false}, more;
@@ -581,11 +687,11 @@ scan_change(scan *s, sls_change *c)
 			return false;
 		m = member(key, klen);
 		if (m == M_FIELDS) {
-			json_decref(c->fields);
-			c->fields = NULL;
+			c->flat = c->flat_distinct = false;
+			c->nf = 0;
 			have[m] = true;
 			if (*s->p == '{') {
-				if ((c->fields = scan_fields(s)) == NULL)
+				if (!scan_change_fields(s, f, c))
 					return false;
 			} else if (!scan_scalar(s, &v[m]))
 				return false; /* a scalar: no fields */
@@ -613,6 +719,7 @@ scan_change(scan *s, sls_change *c)
 		return false;
 	if (sl_hlc_parse(v[M_HLC].str, &h) != SL_OK || v[M_CID].len == 0 || v[M_CID].len > 64)
 		return false;
+	c->hlc_v = h;
 	c->seq = (uint64_t) v[M_SEQ].i;
 	c->table = v[M_TABLE].str;
 	c->row = v[M_ROW].str;
@@ -628,9 +735,50 @@ sls_frame_free(sls_frame *f)
 	for (size_t i = 0; i < f->n; i++)
 		json_decref(f->v[i].fields);
 	free(f->v);
+	free(f->fname);
+	free(f->fval);
 	free(f->text);
 	json_decref(f->json);
 	memset(f, 0, sizeof(*f));
+}
+
+/*
+ * The fields object of change c of frame f as a jansson object in *out: a
+ * new reference (to c->fields, or to an object made from c's flat fields,
+ * as jansson would have read the text: a repeated name keeps its first
+ * place and its last value), or NULL when c has none.  SL_OK or SL_ENOMEM.
+ */
+int
+sls_change_fields(const sls_frame *f, const sls_change *c, json_t **out)
+{
+	json_t *obj;
+
+	*out = NULL;
+	if (!c->flat) {
+		*out = json_incref(c->fields);
+		return SL_OK;
+	}
+	if ((obj = json_object()) == NULL)
+		return SL_ENOMEM;
+	for (size_t i = c->foff; i < c->foff + c->nf; i++) {
+		const sls_scalar *v = &f->fval[i];
+		json_t *j;
+
+		switch (v->type) {
+		case SLS_STRING: j = json_stringn_nocheck(v->str, v->len); break;
+		case SLS_INT: j = json_integer(v->i); break;
+		case SLS_REAL: j = json_real(v->d); break;
+		case SLS_TRUE: j = json_true(); break;
+		case SLS_FALSE: j = json_false(); break;
+		default: j = json_null(); break;
+		}
+		if (j == NULL || json_object_setn_new_nocheck(obj, f->fname[i], strlen(f->fname[i]), j) != 0) {
+			json_decref(obj);
+			return SL_ENOMEM;
+		}
+	}
+	*out = obj;
+	return SL_OK;
 }
 
 /* Appends a zeroed change to f; NULL when out of memory. */
@@ -686,7 +834,7 @@ sls_scan_changes(const char *text, sls_frame *f)
 			while (more_c) {
 				sls_change *c = frame_push(f);
 
-				if (c == NULL || !scan_change(&s, c) || !next_member(&s, ']', &more_c))
+				if (c == NULL || !scan_change(&s, f, c) || !next_member(&s, ']', &more_c))
 					goto decline;
 			}
 		} else {

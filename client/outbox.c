@@ -64,8 +64,12 @@ const sls_obrow *
 sls_obx_row(const sl_store *s, const char *table, const char *row)
 {
 	char stack[256], *buf;
-	size_t n = row_key(table, row, stack, sizeof(stack), &buf);
+	size_t n;
 	const sls_obrow *r;
+
+	if (s->obx_rows.n == 0)
+		return NULL; /* an empty outbox: no key to build */
+	n = row_key(table, row, stack, sizeof(stack), &buf);
 
 	if (n == 0)
 		return NULL; /* out of memory: callers treat it as no pending op... */
@@ -78,7 +82,11 @@ sls_obx_row(const sl_store *s, const char *table, const char *row)
 static const sls_obop *
 obx_op(const sl_store *s, const char *op_id)
 {
-	size_t n = strlen(op_id);
+	size_t n;
+
+	if (s->obx_ops.n == 0)
+		return NULL; /* an empty outbox: nothing to hash */
+	n = strlen(op_id);
 
 	return sls_hmap_get(&s->obx_ops, op_id, n, sls_hash(op_id, n));
 }

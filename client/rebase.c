@@ -4,6 +4,13 @@
  * the result into the app's table; incoming changes and snapshots change
  * confirmed state, as the server decided it, and recompute every row they
  * touch, so pending ops are rebased on top.
+ *
+ * sl_store_apply_changes has a fast way for the commonest row of a frame:
+ * new to confirmed state, one upsert the scanner read flat, no pending op.
+ * Its confirmed state and visible row are written straight from the
+ * scanned values (no read, no jansson value), the same rows and texts the
+ * general way writes; any other row takes the general way (frame_row).
+ * tests/client/test_store.c (test_apply_mixed) holds the two to each other.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -699,7 +706,7 @@ apply_decided(sl_row *r, bool is_delete, const json_t *fields, const char *hlc, 
 /* Checks one change of a frame; fills the pieces (borrowed from change). */
 static bool
 change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, bool *is_delete,
-          const char **hlc, const char **cid, const char **op_id)
+          const char **hlc, uint64_t *hlc_v, const char **cid, const char **op_id)
 {
 	const json_t *j_seq = json_object_get(c, "seq"), *j_kind = json_object_get(c, "kind");
 	const json_t *j_op = json_object_get(c, "op_id");
@@ -725,23 +732,183 @@ change_ok(const json_t *c, uint64_t *seq, const char **table, const char **row, 
 		*is_delete = false;
 	else
 		return false;
-	return sl_hlc_parse(*hlc, &h) == SL_OK && (*cid)[0] != '\0' && strlen(*cid) <= 64;
+	if (sl_hlc_parse(*hlc, &h) != SL_OK)
+		return false;
+	*hlc_v = h;
+	return (*cid)[0] != '\0' && strlen(*cid) <= 64;
 }
 
-/* One row a changes frame touches: its confirmed state, loaded once, saved once. */
+/*
+ * One row a changes frame touches.  Rows go one of two ways: the general
+ * one (confirmed state loaded once as jansson values, every change of the
+ * frame applied in order, saved once, the visible row recomputed), or, for
+ * a row new to confirmed state whose one change is an upsert that jscan.c
+ * read flat and that has no pending op, the fast one (confirmed_insert_new,
+ * then visible_write_new: no read, no jansson value).
+ */
 typedef struct frame_row {
 	const char *table, *row; /* borrowed from the frame */
-	sl_row conf;
+	const sls_change *first; /* its first change above the cursor */
+	size_t n;                /* how many of the frame's changes above the cursor touch it */
+	bool general;            /* takes the general way */
+	bool loaded;             /* conf has been loaded (the general way) */
+	sl_row conf;             /* its confirmed state, when loaded */
 } frame_row;
 
-static void
-frame_row_free(void *v)
+/*
+ * The fast way's first half, for change c of frame f (an upsert, fields
+ * flat with distinct names): when confirmed state has no row (table, row),
+ * inserts the one apply_decided would make of the change on an unknown row
+ * (every field, each with the change's clock; not deleted), its texts
+ * exactly as confirmed_save writes them, and sets *inserted.  When
+ * confirmed state has the row (alive or a tombstone), writes nothing and
+ * clears *inserted: the general way decides.  *stp is the statement,
+ * taken on the first call (NULL) and kept for the frame's other rows: the
+ * caller gives it back (sls_release).  fb and cb are scratch buffers the
+ * caller frees.  SL_OK, SL_EDB, SL_ENOMEM.
+ */
+static int
+confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf *fb, sbuf *cb,
+                     sqlite3_stmt **stp, bool *inserted)
 {
-	frame_row *fr = v;
+	const char *const *name = f->fname + c->foff;
+	const sls_scalar *val = f->fval + c->foff;
+	sqlite3_stmt *st = *stp;
+	size_t clock_len;
+	int rc;
 
-	if (fr != NULL)
-		sl_row_clear(&fr->conf);
-	free(fr);
+	*inserted = false;
+	fb->len = cb->len = 0;
+	/* fb: the clock entry, ["hlc","client_id"], then the fields text; cb: the clocks text. */
+	sls_sb_add(fb, "[", 1);
+	sls_sb_jstr(fb, c->hlc, strlen(c->hlc));
+	sls_sb_add(fb, ",", 1);
+	sls_sb_jstr(fb, c->client_id, strlen(c->client_id));
+	sls_sb_add(fb, "]", 1);
+	clock_len = fb->len;
+	sls_sb_add(fb, "{", 1);
+	sls_sb_add(cb, "{", 1);
+	for (size_t k = 0; k < c->nf && !fb->oom; k++) {
+		size_t nl = strlen(name[k]);
+
+		if (k > 0) {
+			sls_sb_add(fb, ",", 1);
+			sls_sb_add(cb, ",", 1);
+		}
+		sls_sb_jstr(fb, name[k], nl);
+		sls_sb_add(fb, ":", 1);
+		sls_sb_scalar(fb, &val[k]);
+		sls_sb_jstr(cb, name[k], nl);
+		sls_sb_add(cb, ":", 1);
+		sls_sb_add(cb, fb->p, clock_len);
+	}
+	sls_sb_add(fb, "}", 1);
+	sls_sb_add(cb, "}", 1);
+	if (fb->oom || cb->oom)
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	if (st == NULL &&
+	    (st = *stp = sls_prep_const(s, "INSERT INTO _synclog_confirmed (tbl, row, fields, clocks, deleted)"
+	                                   " VALUES (?, ?, ?, ?, 0) ON CONFLICT (tbl, row) DO NOTHING")) == NULL)
+		return SL_EDB;
+	sqlite3_bind_text(st, 1, c->table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->row, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, fb->p + clock_len, (int) (fb->len - clock_len), SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, cb->p, (int) cb->len, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		rc = sls_dberr(s, "write confirmed state");
+	else {
+		*inserted = sqlite3_changes(s->db) > 0;
+		rc = SL_OK;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/*
+ * The last table's description, and which field names of the last change
+ * were columns of it (but the pk), remembered from one change to the next:
+ * a frame's changes mostly have one table and one shape.  One of these per
+ * sl_store_apply_changes call; names are borrowed from the frame, def,
+ * pk and cols from s->tables, which no call inside a frame replaces.
+ */
+typedef struct col_memo {
+	const char *table;      /* NULL: no table remembered */
+	json_t *def, *cols;     /* def NULL: the table is not in welcome.tables */
+	const char *pk;
+	const json_t *shape_def; /* NULL: no shape remembered */
+	size_t n;
+	const char *name[16];
+	bool col[16];
+} col_memo;
+
+/*
+ * The fast way's second half: the visible row of a row confirmed_insert_new
+ * inserted, which has no pending op, so is its confirmed state: written as
+ * recompute_with writes it (the fields that are columns of the table, but
+ * the pk, replacing the row), from the scanned values.  A table not in
+ * welcome.tables has no visible rows: SL_OK.
+ */
+static int
+visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo *memo)
+{
+	const char *stk_name[16], **name = stk_name, *pk;
+	sls_scalar stk_val[16], *val = stk_val;
+	json_t *def, *cols;
+	bool same;
+	wcols w;
+	int rc;
+
+	if (memo->table == NULL || strcmp(memo->table, c->table) != 0) {
+		memo->table = c->table;
+		memo->def = sls_table_def(s, c->table);
+		memo->pk = json_string_value(json_object_get(memo->def, "pk"));
+		memo->cols = json_object_get(memo->def, "columns");
+	}
+	if ((def = memo->def) == NULL)
+		return SL_OK;
+	pk = memo->pk;
+	cols = memo->cols;
+	same = memo->shape_def == def && memo->n == c->nf;
+	for (size_t k = 0; k < c->nf && same; k++)
+		same = strcmp(memo->name[k], f->fname[c->foff + k]) == 0;
+	if (!same && c->nf <= 16) {
+		memo->shape_def = def;
+		memo->n = c->nf;
+		for (size_t k = 0; k < c->nf; k++) {
+			const char *nm = f->fname[c->foff + k];
+
+			memo->name[k] = nm;
+			memo->col[k] = strcmp(nm, pk) != 0 && json_object_get(cols, nm) != NULL;
+		}
+		same = true;
+	}
+	if (c->nf > 16) {
+		name = malloc(c->nf * sizeof(*name));
+		val = malloc(c->nf * sizeof(*val));
+		if (name == NULL || val == NULL) {
+			free(name);
+			free(val);
+			return sls_seterr(s, SL_ENOMEM, "out of memory");
+		}
+	}
+	w.name = name;
+	w.val = NULL;
+	w.sval = val;
+	w.n = 0;
+	for (size_t k = 0; k < c->nf; k++) {
+		const char *nm = f->fname[c->foff + k];
+
+		if (same ? !memo->col[k] : strcmp(nm, pk) == 0 || json_object_get(cols, nm) == NULL)
+			continue;
+		name[w.n] = nm;
+		val[w.n++] = f->fval[c->foff + k];
+	}
+	rc = write_cols(s, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
+	if (name != stk_name) {
+		free(name);
+		free(val);
+	}
+	return rc;
 }
 
 /*
@@ -769,8 +936,8 @@ frame_from_json(sl_store *s, const char *frame_json, sls_frame *f)
 		sls_change *ch = &f->v[f->n];
 		const json_t *fields = json_object_get(c, "fields");
 
-		if (!change_ok(c, &ch->seq, &ch->table, &ch->row, &ch->is_delete, &ch->hlc, &ch->client_id,
-		               &ch->op_id))
+		if (!change_ok(c, &ch->seq, &ch->table, &ch->row, &ch->is_delete, &ch->hlc, &ch->hlc_v,
+		               &ch->client_id, &ch->op_id))
 			return sls_seterr(s, SL_EINVAL, "malformed change at index %zu", i);
 		ch->fields = json_is_object(fields) ? json_incref((json_t *) fields) : NULL;
 		f->n++;
@@ -782,8 +949,12 @@ int
 sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
 	sls_frame f;
-	sls_hmap rows = {0};         /* table NUL row -> frame_row* (owned) */
-	frame_row **order = NULL;    /* the same rows, in the order first touched */
+	sls_hmap rows = {0};         /* table NUL row -> frame_row* (borrowed from rv) */
+	frame_row *rv = NULL;        /* the rows, in the order first touched */
+	frame_row **owner = NULL;    /* the row of each change; NULL for one at or below the cursor */
+	sbuf fb = {0}, cb = {0};     /* the fast way's texts */
+	sqlite3_stmt *ins = NULL;    /* the fast way's insert into confirmed state */
+	col_memo memo = {0};
 	size_t n_rows = 0, i;
 	uint64_t last;
 	saved sv;
@@ -794,15 +965,29 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		sls_frame_free(&f);
 		return rc;
 	}
-	if ((order = malloc((f.n + 1) * sizeof(*order))) == NULL) {
+	rv = calloc(f.n + 1, sizeof(*rv));
+	owner = calloc(f.n + 1, sizeof(*owner));
+	if (rv == NULL || owner == NULL) {
+		free(rv);
+		free(owner);
+		sls_frame_free(&f);
+		return sls_seterr(s, SL_ENOMEM, "out of memory");
+	}
+	if (sls_hmap_reserve(&rows, f.n) != SL_OK) {
+		free(rv);
+		free(owner);
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
+		sls_hmap_free(&rows, NULL);
 		sls_frame_free(&f);
-		free(order);
+		free(rv);
+		free(owner);
 		return rc;
 	}
+	/* Each change above the cursor, in seq order: its clock observed, its row
+	 * found, the op it confirms out of the outbox. */
 	last = s->cursor;
 	for (i = 0; i < f.n; i++) {
 		const sls_change *c = &f.v[i];
@@ -814,7 +999,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		if (c->seq <= last)
 			continue; /* already applied */
 		last = c->seq;
-		sls_observe_text(s, c->hlc);
+		(void) sl_hlc_observe(&s->clock, c->hlc_v, sls_wall_ms()); /* a skewed clock is only counted */
 		lt = strlen(c->table);
 		lr = strlen(c->row);
 		klen = lt + 1 + lr;
@@ -827,31 +1012,76 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		memcpy(key + lt + 1, c->row, lr);
 		hash = sls_hash(key, klen);
 		if ((fr = sls_hmap_get(&rows, key, klen, hash)) == NULL) {
-			if ((fr = calloc(1, sizeof(*fr))) == NULL ||
-			    sls_hmap_put(&rows, key, klen, hash, fr) != SL_OK) {
-				free(fr);
+			fr = &rv[n_rows];
+			if (sls_hmap_put(&rows, key, klen, hash, fr) != SL_OK) {
+				fr = NULL;
 				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
 			} else {
 				fr->table = c->table;
 				fr->row = c->row;
-				order[n_rows++] = fr;
-				rc = confirmed_load(s, c->table, c->row, &fr->conf);
+				fr->first = c;
+				n_rows++;
 			}
 		}
 		if (key != stack)
 			free(key);
-		if (rc == SL_OK &&
-		    (rc = apply_decided(&fr->conf, c->is_delete, c->fields, c->hlc, c->client_id)) == SL_ENOMEM)
-			sls_seterr(s, rc, "out of memory");
+		if (fr != NULL) {
+			owner[i] = fr;
+			fr->n++;
+		}
 		if (rc == SL_OK && c->op_id != NULL)
 			rc = sls_outbox_remove(s, c->op_id);
 		if (rc != SL_OK)
 			goto done;
 	}
-	/* Each affected row once, after all of the frame's changes. */
+	/* The fast way's confirmed state, for the rows it can take. */
 	for (i = 0; i < n_rows; i++) {
-		if ((rc = confirmed_save(s, order[i]->table, order[i]->row, &order[i]->conf)) != SL_OK ||
-		    (rc = recompute_with(s, order[i]->table, order[i]->row, &order[i]->conf)) != SL_OK)
+		frame_row *fr = &rv[i];
+		const sls_change *c = fr->first;
+		const sls_obrow *pr;
+		bool inserted = false;
+
+		fr->general = true;
+		if (fr->n != 1 || c->is_delete || !c->flat || !c->flat_distinct)
+			continue;
+		if ((pr = sls_obx_row(s, fr->table, fr->row)) != NULL && pr->n > 0)
+			continue; /* pending ops to rebase */
+		if ((rc = confirmed_insert_new(s, &f, c, &fb, &cb, &ins, &inserted)) != SL_OK)
+			goto done;
+		fr->general = !inserted;
+	}
+	sls_release(s, ins);
+	ins = NULL;
+	/* The general way: confirmed state loaded once, each change applied in order. */
+	for (i = 0; i < f.n; i++) {
+		const sls_change *c = &f.v[i];
+		frame_row *fr = owner[i];
+		json_t *fields = NULL; /* a new reference */
+
+		if (fr == NULL || !fr->general)
+			continue;
+		if (!fr->loaded) {
+			fr->loaded = true; /* conf is initialised even on failure */
+			if ((rc = confirmed_load(s, fr->table, fr->row, &fr->conf)) != SL_OK)
+				goto done;
+		}
+		if ((rc = sls_change_fields(&f, c, &fields)) == SL_OK)
+			rc = apply_decided(&fr->conf, c->is_delete, fields, c->hlc, c->client_id);
+		json_decref(fields);
+		if (rc != SL_OK) {
+			sls_seterr(s, rc, "out of memory");
+			goto done;
+		}
+	}
+	/* Each affected row once, after all of the frame's changes, in the order first touched. */
+	for (i = 0; i < n_rows; i++) {
+		frame_row *fr = &rv[i];
+
+		if (!fr->general)
+			rc = visible_write_new(s, &f, fr->first, &memo);
+		else if ((rc = confirmed_save(s, fr->table, fr->row, &fr->conf)) == SL_OK)
+			rc = recompute_with(s, fr->table, fr->row, &fr->conf);
+		if (rc != SL_OK)
 			goto done;
 	}
 	if (f.cursor > last)
@@ -862,8 +1092,14 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		goto done;
 	rc = sls_save_clock(s);
 done:
-	sls_hmap_free(&rows, frame_row_free);
-	free(order);
+	sls_release(s, ins);
+	sls_hmap_free(&rows, NULL);
+	for (i = 0; i < n_rows; i++)
+		sl_row_clear(&rv[i].conf);
+	free(rv);
+	free(owner);
+	free(fb.p);
+	free(cb.p);
 	rc = sls_tx_end(s, &sv, rc);
 	sls_frame_free(&f);
 	return rc;

@@ -98,27 +98,22 @@ sls_dberr(sl_store *s, const char *what)
 /* ---------------------------------------------------------------- strings */
 
 
-void
-sls_sb_add(sbuf *b, const char *s, size_t n)
+/* sls_sb_add's slow half: room for n more bytes and a NUL.  False, with oom set, when out of memory. */
+bool
+sls_sb_grow(sbuf *b, size_t n)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 128;
-		char *p;
+	size_t cap = b->cap ? b->cap * 2 : 128;
+	char *p;
 
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	if ((p = realloc(b->p, cap)) == NULL) {
+		b->oom = true;
+		return false;
 	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	b->p = p;
+	b->cap = cap;
+	return true;
 }
 
 void sls_sb_str(sbuf *b, const char *s) { sls_sb_add(b, s, strlen(s)); }
@@ -140,49 +135,117 @@ sls_qident(sbuf *b, const char *name)
 }
 
 /*
+ * The bytes json_dumps writes as they are in a string: all but the control
+ * characters, the quote and the backslash (UTF-8 sequences pass through).
+ */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool json_plain[256] = {
+	P8(0), P8(0), P8(0), P8(0),       /* control characters */
+	1, 1, 0, 1, 1, 1, 1, 1, P8(1),    /* ' ' '!' '"' ... */
+	P8(1), P8(1), P8(1), P8(1), P8(1),
+	1, 1, 1, 1, 0, 1, 1, 1,           /* 'X' 'Y' 'Z' '[' '\\' ... */
+	P8(1), P8(1), P8(1), P8(1),
+	P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1),
+	P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1), P8(1),
+};
+#undef P8
+
+/*
+ * Appends the n bytes at p as a JSON string, escaped as json_dumps escapes
+ * them.  Room for the longest escaping (6 bytes a byte, and the quotes) is
+ * made first, so the bytes are written in one pass.
+ */
+void
+sls_sb_jstr(sbuf *b, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF"; /* as jansson: upper case */
+	const unsigned char *r = (const unsigned char *) p, *end = r + n;
+	char *o;
+
+	if (b->oom || (b->len + 6 * n + 3 > b->cap && !sls_sb_grow(b, 6 * n + 2)))
+		return;
+	o = b->p + b->len;
+	*o++ = '"';
+	while (r < end) {
+		unsigned char c = *r++;
+
+		if (json_plain[c]) {
+			*o++ = (char) c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t) (o - b->p);
+}
+
+/* Appends an integer as json_dumps writes it. */
+static void
+sb_json_int(sbuf *b, json_int_t n)
+{
+	char num[40];
+	unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
+	char *o = num + sizeof(num);
+
+	do
+		*--o = (char) ('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (n < 0)
+		*--o = '-';
+	sls_sb_add(b, o, (size_t) (num + sizeof(num) - o));
+}
+
+/* Appends a real as json_dumps writes it (%.17g, and ".0" when that looks like an integer). */
+static void
+sb_json_real(sbuf *b, double d)
+{
+	char num[40];
+	int n = snprintf(num, sizeof(num), "%.17g", d);
+
+	sls_sb_add(b, num, (size_t) n);
+	if (strpbrk(num, ".eE") == NULL)
+		sls_sb_add(b, ".0", 2); /* stays a real when read back */
+}
+
+/* Appends a scanned scalar (jscan.c) as sls_sb_json writes the jansson value it stands for. */
+void
+sls_sb_scalar(sbuf *b, const sls_scalar *v)
+{
+	switch (v->type) {
+	case SLS_STRING: sls_sb_jstr(b, v->str, v->len); return;
+	case SLS_INT: sb_json_int(b, v->i); return;
+	case SLS_REAL: sb_json_real(b, v->d); return;
+	case SLS_TRUE: sls_sb_add(b, "true", 4); return;
+	case SLS_FALSE: sls_sb_add(b, "false", 5); return;
+	default: sls_sb_add(b, "null", 4); return;
+	}
+}
+
+/*
  * Appends v as compact JSON text, as json_dumps(v, JSON_COMPACT) writes it
  * (keys in insertion order, strings escaped alike, reals with %.17g), without
  * its generic machinery: the store writes two such texts per row it saves.
  * On allocation failure b->oom is set.
  */
-/* Appends the n bytes at p as a JSON string, escaped as json_dumps escapes them. */
-static void
-sb_json_string(sbuf *b, const char *p, size_t n)
-{
-	const char *run = p, *end = p + n;
-	char num[8];
-
-	sls_sb_add(b, "\"", 1);
-	for (; p < end; p++) {
-		unsigned char c = (unsigned char) *p;
-		const char *esc = NULL;
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		sls_sb_add(b, run, (size_t) (p - run));
-		run = p + 1;
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			snprintf(num, sizeof(num), "\\u%04X", c); /* as jansson: upper case */
-			esc = num;
-		}
-		sls_sb_str(b, esc);
-	}
-	sls_sb_add(b, run, (size_t) (end - run));
-	sls_sb_add(b, "\"", 1);
-}
-
 void
 sls_sb_json(sbuf *b, const json_t *v)
 {
-	char num[40];
 	size_t i;
 
 	switch (json_typeof(v)) {
@@ -196,7 +259,7 @@ sls_sb_json(sbuf *b, const json_t *v)
 			if (!first)
 				sls_sb_add(b, ",", 1);
 			first = false;
-			sb_json_string(b, k, strlen(k));
+			sls_sb_jstr(b, k, strlen(k));
 			sls_sb_add(b, ":", 1);
 			sls_sb_json(b, e);
 		}
@@ -213,29 +276,14 @@ sls_sb_json(sbuf *b, const json_t *v)
 		sls_sb_add(b, "]", 1);
 		return;
 	case JSON_STRING:
-		sb_json_string(b, json_string_value(v), json_string_length(v));
+		sls_sb_jstr(b, json_string_value(v), json_string_length(v));
 		return;
-	case JSON_INTEGER: {
-		json_int_t n = json_integer_value(v);
-		unsigned long long u = n < 0 ? 0ULL - (unsigned long long) n : (unsigned long long) n;
-		char *o = num + sizeof(num);
-
-		do
-			*--o = (char) ('0' + u % 10);
-		while ((u /= 10) != 0);
-		if (n < 0)
-			*--o = '-';
-		sls_sb_add(b, o, (size_t) (num + sizeof(num) - o));
+	case JSON_INTEGER:
+		sb_json_int(b, json_integer_value(v));
 		return;
-	}
-	case JSON_REAL: {
-		int n = snprintf(num, sizeof(num), "%.17g", json_real_value(v));
-
-		sls_sb_add(b, num, (size_t) n);
-		if (strpbrk(num, ".eE") == NULL)
-			sls_sb_add(b, ".0", 2); /* stays a real when read back */
+	case JSON_REAL:
+		sb_json_real(b, json_real_value(v));
 		return;
-	}
 	case JSON_TRUE:
 		sls_sb_add(b, "true", 4);
 		return;
@@ -282,6 +330,24 @@ sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash)
 	if (m->cap == 0)
 		return NULL;
 	return m->e[hmap_slot(m, key, klen, hash)].val;
+}
+
+/* An empty m made room for n keys without growing.  SL_OK or SL_ENOMEM (m unchanged). */
+int
+sls_hmap_reserve(sls_hmap *m, size_t n)
+{
+	size_t cap = 64;
+	sls_hent *e;
+
+	if (m->cap != 0 || m->n != 0)
+		return SL_OK;
+	while ((n + 1) * 4 > cap * 3)
+		cap *= 2;
+	if ((e = calloc(cap, sizeof(*e))) == NULL)
+		return SL_ENOMEM;
+	m->e = e;
+	m->cap = cap;
+	return SL_OK;
 }
 
 /* Sets key (copied) to val, replacing any value.  SL_OK or SL_ENOMEM (m unchanged). */

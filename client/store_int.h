@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
@@ -119,26 +120,18 @@ typedef struct sbuf {
 	bool oom;
 } sbuf;
 
-/*
- * One change of a `changes` frame, checked (seq >= 0, kind, hlc, client_id
- * as PROTOCOL.md says).  Strings are borrowed from the sls_frame.
- */
-typedef struct sls_change {
-	uint64_t seq;
-	const char *table, *row, *hlc, *client_id;
-	const char *op_id; /* NULL for none */
-	bool is_delete;
-	json_t *fields;    /* a new reference to the fields object, or NULL for none */
-} sls_change;
+bool sls_sb_grow(sbuf *b, size_t n);
 
-/* A `changes` frame, read by jscan.c or by jansson (rebase.c). */
-typedef struct sls_frame {
-	char *text;      /* owned; jscan.c's unescaped copy of the text, or NULL */
-	json_t *json;    /* owned; jansson's tree of the text, or NULL */
-	sls_change *v;   /* owned; the changes in frame order */
-	size_t n, cap;
-	uint64_t cursor;
-} sls_frame;
+/* Appends the n bytes at s (which must not point into b) and keeps b NUL-terminated. */
+static inline void
+sls_sb_add(sbuf *b, const char *s, size_t n)
+{
+	if (b->oom || (b->len + n + 1 > b->cap && !sls_sb_grow(b, n)))
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
 
 /* A scalar JSON value as jscan.c reads it; str points into the scanner's copy of the text. */
 typedef enum { SLS_STRING, SLS_INT, SLS_REAL, SLS_TRUE, SLS_FALSE, SLS_NULL } sls_type;
@@ -150,6 +143,38 @@ typedef struct sls_scalar {
 	json_int_t i;    /* SLS_INT */
 	double d;        /* SLS_REAL */
 } sls_scalar;
+
+/*
+ * One change of a `changes` frame, checked (seq >= 0, kind, hlc, client_id
+ * as PROTOCOL.md says).  Strings are borrowed from the sls_frame.  Its
+ * fields object is either a jansson value (a frame jansson read) or, from
+ * jscan.c, flat: nf names and scalars at the frame's fname and fval, from
+ * index foff, in the text's order (no jansson value made; sls_change_fields
+ * builds one when wanted).
+ */
+typedef struct sls_change {
+	uint64_t seq;
+	const char *table, *row, *hlc, *client_id;
+	const char *op_id; /* NULL for none */
+	bool is_delete;
+	uint64_t hlc_v;    /* hlc, parsed */
+	json_t *fields;    /* a new reference to the fields object, or NULL (none, or flat) */
+	bool flat;         /* the fields object is flat (then fields is NULL) */
+	bool flat_distinct; /* flat, and no name appears twice */
+	size_t foff, nf;
+} sls_change;
+
+/* A `changes` frame, read by jscan.c or by jansson (rebase.c). */
+typedef struct sls_frame {
+	char *text;      /* owned; jscan.c's unescaped copy of the text, or NULL */
+	json_t *json;    /* owned; jansson's tree of the text, or NULL */
+	sls_change *v;   /* owned; the changes in frame order */
+	size_t n, cap;
+	uint64_t cursor;
+	const char **fname;  /* owned; the names of every flat fields object, into text */
+	sls_scalar *fval;    /* owned; their values, strings into text */
+	size_t nfv, capfv;
+} sls_frame;
 
 /*
  * A fields object of at most SLS_FLAT_MAX scalars with distinct names, read
@@ -171,16 +196,18 @@ bool sls_scan_flat(const char *text, sls_flat *f);
 void sls_flat_free(sls_flat *f);
 bool sls_scan_changes(const char *text, sls_frame *f);
 void sls_frame_free(sls_frame *f);
+int sls_change_fields(const sls_frame *f, const sls_change *c, json_t **out);
 /* True when s (NUL-terminated) is UTF-8 as jansson and the gateway accept it. */
 bool sls_utf8_ok(const char *s);
 
 /* store.c */
 int sls_seterr(sl_store *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sls_dberr(sl_store *s, const char *what);
-void sls_sb_add(sbuf *b, const char *s, size_t n);
 void sls_sb_str(sbuf *b, const char *s);
 void sls_qident(sbuf *b, const char *name);
 void sls_sb_json(sbuf *b, const json_t *v);
+void sls_sb_jstr(sbuf *b, const char *p, size_t n);
+void sls_sb_scalar(sbuf *b, const sls_scalar *v);
 int sls_exec(sl_store *s, const char *sql, const char *what);
 sqlite3_stmt *sls_prep(sl_store *s, const char *sql);
 sqlite3_stmt *sls_prep_const(sl_store *s, const char *sql);
@@ -199,6 +226,7 @@ json_t *sls_table_def(sl_store *s, const char *table);
 uint64_t sls_hash(const char *p, size_t n);
 void *sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 int sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val);
+int sls_hmap_reserve(sls_hmap *m, size_t n);
 void *sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 void sls_hmap_free(sls_hmap *m, void (*free_val)(void *));
 int sls_reload(sl_store *s);

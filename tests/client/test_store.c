@@ -957,6 +957,214 @@ test_model(void)
 	sl_store_close(st);
 }
 
+/* Appends one change object to a frame's list of changes in buf. */
+static void
+add_change(char *buf, size_t size, unsigned seq, const char *op_id, const char *cid, const char *row,
+           const char *kind, const char *fields, const char *hlc)
+{
+	size_t len = strlen(buf);
+
+	snprintf(buf + len, size - len,
+	         "%s{\"seq\":%u,\"op_id\":\"%s\",\"client_id\":\"%s\",\"table\":\"issues\",\"row\":\"%s\","
+	         "\"group\":\"t1\",\"kind\":\"%s\",\"fields\":%s,\"hlc\":\"%s\"}",
+	         len > 0 ? "," : "", seq, op_id, cid, row, kind, fields, hlc);
+}
+
+/*
+ * A changes frame of the changes in list; with via_jansson, a member the
+ * scanner declines (nested) is added, so jansson reads it and every row
+ * takes the store's general way.  Static buffer.
+ */
+static const char *
+mixed_frame(const char *list, unsigned cursor, bool via_jansson)
+{
+	static char buf[8192];
+
+	snprintf(buf, sizeof(buf), "{\"type\":\"changes\",%s\"changes\":[%s],\"cursor\":%u}",
+	         via_jansson ? "\"extra\":{\"via\":[\"jansson\"]}," : "", list, cursor);
+	return buf;
+}
+
+#define MX_H1 "0000000000010000"
+#define MX_H2 "0000000000010001"
+#define MX_H3 "0000000000020000"
+#define MX_H4 "0000000000020001"
+
+/* What run_mixed leaves in a file, as text: confirmed state, visible rows, outbox. */
+struct mixed_out {
+	char confirmed[4096], visible[4096], outbox[1024];
+	uint64_t cursor;
+	bool ok;
+	char why[512];
+};
+
+static void
+mixed_dump(struct mixed_out *o, uint64_t cursor)
+{
+	/* Row q is confirmed by this store's own op: its clock names this store, so it is left out. */
+	snprintf(o->confirmed, sizeof(o->confirmed), "%s",
+	         q("SELECT row || '|' || ifnull(fields, 'NULL') || '|' || clocks || '|' || deleted"
+	           " FROM _synclog_confirmed WHERE row <> 'q' ORDER BY row"));
+	snprintf(o->visible, sizeof(o->visible), "%s",
+	         q("SELECT id || '|' || ifnull(team, 'N') || '|' || ifnull(title, 'N') || '|' || ifnull(prio, 'N')"
+	           " || '|' || ifnull(done, 'N') || '|' || ifnull(est, 'N') || '|' || ifnull(meta, 'N')"
+	           " || '|' || typeof(prio) || typeof(est) FROM issues ORDER BY id"));
+	snprintf(o->outbox, sizeof(o->outbox), "%s",
+	         q("SELECT row || '|' || kind || '|' || fields FROM _synclog_outbox ORDER BY seq"));
+	o->cursor = cursor;
+}
+
+/*
+ * The scenario of test_apply_mixed on a fresh store named name, every frame
+ * read by the scanner or (via_jansson) by jansson; checks what only this
+ * store can know (its own op), leaves the file's state in *o.
+ */
+static void
+run_mixed(const char *name, bool via_jansson, struct mixed_out *o)
+{
+	sl_store *st = fresh(name);
+	char list[6144] = "", me[SL_UUID_LEN + 1], idQ[SL_UUID_LEN + 1], hQ[32], sql[256];
+	struct mixed_out again;
+
+	o->ok = false;
+	snprintf(me, sizeof(me), "%s", sl_store_client_id(st));
+	/* Confirmed state before: row a alive, row d a tombstone. */
+	add_change(list, sizeof(list), 1, "o1", "other", "a", "upsert", "{\"team\":\"t1\",\"title\":\"a0\",\"prio\":1}", MX_H1);
+	add_change(list, sizeof(list), 2, "o2", "other", "d", "upsert", "{\"team\":\"t1\",\"title\":\"d0\"}", MX_H1);
+	add_change(list, sizeof(list), 3, "o3", "other", "d", "delete", "null", MX_H2);
+	if (sl_store_apply_changes(st, mixed_frame(list, 3, via_jansson)) != SL_OK) {
+		snprintf(o->why, sizeof(o->why), "first frame: %s", sl_store_errmsg(st));
+		goto out;
+	}
+	/* Pending ops: on a confirmed row (a), on a row confirmed state lacks (p), and q, to come back. */
+	if (sl_store_put(st, "issues", "a", "{\"title\":\"mine\"}", NULL) != SL_OK ||
+	    sl_store_put(st, "issues", "p", "{\"team\":\"t1\",\"title\":\"pnew\"}", NULL) != SL_OK ||
+	    sl_store_put(st, "issues", "q", "{\"team\":\"t1\",\"title\":\"qmine\",\"prio\":3}", idQ) != SL_OK) {
+		snprintf(o->why, sizeof(o->why), "put: %s", sl_store_errmsg(st));
+		goto out;
+	}
+	snprintf(hQ, sizeof(hQ), "%s", op_hlc(idQ));
+	list[0] = '\0';
+	add_change(list, sizeof(list), 2, "o2", "other", "n3", "upsert", "{\"title\":\"ghost\"}", MX_H1); /* redelivered */
+	add_change(list, sizeof(list), 4, "o4", "other", "n1", "upsert",
+	           "{\"team\":\"t1\",\"title\":\"n1\",\"prio\":4,\"done\":true,\"est\":2.5}", MX_H3);
+	add_change(list, sizeof(list), 5, "o5", "other", "a", "upsert", "{\"title\":\"theirs\",\"prio\":5}", MX_H3);
+	add_change(list, sizeof(list), 6, "o6", "other", "p", "upsert", "{\"team\":\"t1\",\"title\":\"ptheirs\",\"prio\":6}", MX_H3);
+	add_change(list, sizeof(list), 7, "o7", "other", "n2", "upsert", "{\"title\":\"x1\",\"prio\":1}", MX_H3);
+	add_change(list, sizeof(list), 8, "o8", "zz-other", "n2", "upsert", "{\"title\":\"x2\",\"team\":\"t2\"}", MX_H4);
+	add_change(list, sizeof(list), 9, "o9", "other", "d", "upsert", "{\"title\":\"zombie\"}", MX_H4);
+	add_change(list, sizeof(list), 10, idQ, me, "q", "upsert", "{\"team\":\"t1\",\"title\":\"qmine\",\"prio\":3}", hQ);
+	add_change(list, sizeof(list), 11, "o11", "other", "n4", "upsert", "{\"title\":\"dup1\",\"prio\":2,\"title\":\"dup2\"}", MX_H3);
+	add_change(list, sizeof(list), 12, "o12", "other", "n5", "upsert",
+	           "{\"id\":\"zzz\",\"title\":\"t5\",\"nope\":1,\"meta\":\"m\"}", MX_H3);
+	add_change(list, sizeof(list), 12, "o12", "other", "n5", "upsert", "{\"title\":\"again\"}", MX_H3); /* seq repeated */
+	add_change(list, sizeof(list), 13, "o13", "other", "n6", "delete", "null", MX_H3);
+	add_change(list, sizeof(list), 14, "o14", "other", "n7", "upsert", "null", MX_H3);
+	add_change(list, sizeof(list), 15, "o15", "other", "n8", "upsert",
+	           "{\"title\":\"q\\\"b\\\\s\\u00e9\\t\",\"est\":-0.5,\"prio\":-7,\"done\":false,\"meta\":null,\"team\":\"t1\"}", MX_H3);
+	add_change(list, sizeof(list), 16, "o16", "other", "n9", "upsert", "{}", MX_H3);
+	if (sl_store_apply_changes(st, mixed_frame(list, 20, via_jansson)) != SL_OK) {
+		snprintf(o->why, sizeof(o->why), "mixed frame: %s", sl_store_errmsg(st));
+		goto out;
+	}
+	mixed_dump(o, sl_store_cursor(st));
+	/* The same frame again changes nothing. */
+	if (sl_store_apply_changes(st, mixed_frame(list, 20, via_jansson)) != SL_OK) {
+		snprintf(o->why, sizeof(o->why), "redelivered frame: %s", sl_store_errmsg(st));
+		goto out;
+	}
+	mixed_dump(&again, sl_store_cursor(st));
+	if (strcmp(again.confirmed, o->confirmed) != 0 || strcmp(again.visible, o->visible) != 0 ||
+	    strcmp(again.outbox, o->outbox) != 0 || again.cursor != o->cursor) {
+		snprintf(o->why, sizeof(o->why), "the redelivered frame changed the file");
+		goto out;
+	}
+	/* Own op confirmed on a row new to confirmed state: out of the outbox, its clock ours. */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM _synclog_outbox WHERE op_id = '%s'", idQ);
+	if (strcmp(q(sql), "0") != 0) {
+		snprintf(o->why, sizeof(o->why), "own op still in the outbox");
+		goto out;
+	}
+	{
+		char want[512];
+
+		snprintf(want, sizeof(want),
+		         "{\"team\":\"t1\",\"title\":\"qmine\",\"prio\":3}|{\"team\":[\"%s\",\"%s\"],\"title\":[\"%s\",\"%s\"],"
+		         "\"prio\":[\"%s\",\"%s\"]}|0", hQ, me, hQ, me, hQ, me);
+		if (strcmp(q("SELECT fields || '|' || clocks || '|' || deleted FROM _synclog_confirmed WHERE row = 'q'"), want) != 0) {
+			snprintf(o->why, sizeof(o->why), "row q confirmed as %s", q("SELECT fields || '|' || clocks FROM _synclog_confirmed WHERE row = 'q'"));
+			goto out;
+		}
+	}
+	/* A later local write on a row the frame created merges with its confirmed clocks. */
+	if (sl_store_put(st, "issues", "n1", "{\"title\":\"later\"}", NULL) != SL_OK ||
+	    strcmp(q("SELECT title || '|' || prio FROM issues WHERE id = 'n1'"), "later|4") != 0) {
+		snprintf(o->why, sizeof(o->why), "put on n1: %s", q("SELECT title || '|' || prio FROM issues WHERE id = 'n1'"));
+		goto out;
+	}
+	o->ok = true;
+out:
+	sl_store_close(st);
+}
+
+/*
+ * A frame mixing rows new to confirmed state (the fast way of
+ * sl_store_apply_changes), updates of rows with pending ops, a row new to
+ * confirmed state but with a pending op, two changes of one row, a change
+ * of a tombstone, own ops confirmed, repeated names, the pk and unknown
+ * columns among the fields, deletes, no fields, escapes, redelivered
+ * changes: the file must be exactly what the general way (jansson's frames)
+ * leaves, and each guarantee holds on its own.
+ */
+static void
+test_apply_mixed(void)
+{
+	struct mixed_out fast, general;
+	const char *got;
+
+	run_mixed("mixed-fast.db", false, &fast);
+	report("mixed frame, scanner's way: applies, idempotent on redelivery, own op confirmed", fast.ok, "%s", fast.why);
+	run_mixed("mixed-general.db", true, &general);
+	report("mixed frame, jansson's way: applies, idempotent on redelivery, own op confirmed", general.ok, "%s", general.why);
+	report("mixed frame: confirmed state the same both ways", strcmp(fast.confirmed, general.confirmed) == 0,
+	       "scanner:\n%s\njansson:\n%s", fast.confirmed, general.confirmed);
+	report("mixed frame: visible rows the same both ways", strcmp(fast.visible, general.visible) == 0,
+	       "scanner:\n%s\njansson:\n%s", fast.visible, general.visible);
+	report("mixed frame: outbox the same both ways", strcmp(fast.outbox, general.outbox) == 0 && fast.cursor == general.cursor,
+	       "scanner: %s (cursor %llu); jansson: %s (cursor %llu)", fast.outbox, (unsigned long long) fast.cursor,
+	       general.outbox, (unsigned long long) general.cursor);
+	report("mixed frame: cursor is the frame's", fast.cursor == 20, "cursor %llu", (unsigned long long) fast.cursor);
+	/* Each guarantee, on the scanner's file. */
+	snprintf(path, sizeof(path), "%s/%s", dir, "mixed-fast.db");
+	CHECK_Q("mixed frame: a redelivered change (seq at or below the cursor) is skipped",
+	        "SELECT count(*) FROM _synclog_confirmed WHERE row = 'n3' OR fields LIKE '%again%'", "0");
+	CHECK_Q("mixed frame: a new row's confirmed state, texts as the general way writes them",
+	        "SELECT fields || '|' || clocks FROM _synclog_confirmed WHERE row = 'n1'",
+	        "{\"team\":\"t1\",\"title\":\"n1\",\"prio\":4,\"done\":true,\"est\":2.5}|{\"team\":[\"" MX_H3 "\",\"other\"],"
+	        "\"title\":[\"" MX_H3 "\",\"other\"],\"prio\":[\"" MX_H3 "\",\"other\"],\"done\":[\"" MX_H3 "\",\"other\"],"
+	        "\"est\":[\"" MX_H3 "\",\"other\"]}");
+	CHECK_Q("mixed frame: a pending op stays on top of a confirmed row's change",
+	        "SELECT title || '|' || prio FROM issues WHERE id = 'a'", "mine|5");
+	CHECK_Q("mixed frame: ... and confirmed state holds the server's value",
+	        "SELECT fields FROM _synclog_confirmed WHERE row = 'a'", "{\"team\":\"t1\",\"title\":\"theirs\",\"prio\":5}");
+	CHECK_Q("mixed frame: a pending op stays on top of a row new to confirmed state",
+	        "SELECT team || '|' || title || '|' || prio FROM issues WHERE id = 'p'", "t1|pnew|6");
+	CHECK_Q("mixed frame: two changes of one row, applied in order",
+	        "SELECT fields FROM _synclog_confirmed WHERE row = 'n2'", "{\"title\":\"x2\",\"prio\":1,\"team\":\"t2\"}");
+	CHECK_Q("mixed frame: a tombstone absorbs a later upsert",
+	        "SELECT (SELECT count(*) FROM issues WHERE id = 'd') || '|' || deleted FROM _synclog_confirmed WHERE row = 'd'", "0|1");
+	CHECK_Q("mixed frame: a repeated name: its last value", "SELECT title || '|' || prio FROM issues WHERE id = 'n4'", "dup2|2");
+	CHECK_Q("mixed frame: the pk and unknown columns among the fields",
+	        "SELECT id || '|' || title || '|' || meta FROM issues WHERE id = 'n5'", "n5|t5|m");
+	CHECK_Q("mixed frame: escapes, reals, booleans, null",
+	        "SELECT title || '|' || est || '|' || prio || '|' || done || '|' || typeof(meta) FROM issues WHERE id = 'n8'",
+	        "q\"b\\s\xc3\xa9\t|-0.5|-7|0|null");
+	got = q("SELECT count(*) FROM issues WHERE id IN ('n6', 'n7', 'n9')");
+	report("mixed frame: a delete of an unknown row hides it; no fields or {} make a row",
+	       strcmp(got, "2") == 0 && strcmp(q("SELECT deleted FROM _synclog_confirmed WHERE row = 'n6'"), "1") == 0,
+	       "%s rows", got);
+}
+
 /*
  * Two handles on one file (two processes, say: a CLI put beside a running
  * watch): each sees the other's commits, the outbox index included.
@@ -1235,7 +1443,10 @@ frame_agree(const char *text, size_t n)
 			const json_t *ch = json_array_get(changes, i), *fl = json_object_get(ch, "fields");
 			const json_t *op = json_object_get(ch, "op_id");
 			const sls_change *v = &f.v[i];
+			json_t *vf = NULL;
 
+			if (sls_change_fields(&f, v, &vf) != SL_OK)
+				exit(2);
 			if ((uint64_t) json_integer_value(json_object_get(ch, "seq")) != v->seq ||
 			    strcmp(json_string_value(json_object_get(ch, "table")), v->table) != 0 ||
 			    strcmp(json_string_value(json_object_get(ch, "row")), v->row) != 0 ||
@@ -1244,8 +1455,9 @@ frame_agree(const char *text, size_t n)
 			    strcmp(json_string_value(json_object_get(ch, "kind")), v->is_delete ? "delete" : "upsert") != 0 ||
 			    (json_is_string(op) ? v->op_id == NULL || strcmp(json_string_value(op), v->op_id) != 0
 			                        : v->op_id != NULL) ||
-			    (json_is_object(fl) ? v->fields == NULL || !same_object(v->fields, fl) : v->fields != NULL))
+			    (json_is_object(fl) ? vf == NULL || !same_object(vf, fl) : vf != NULL))
 				r = -1;
+			json_decref(vf);
 		}
 	}
 	if (r != 0)
@@ -1705,6 +1917,7 @@ main(void)
 	test_hostile();
 	test_provisional();
 	test_model();
+	test_apply_mixed();
 	test_two_handles();
 	test_migrate();
 	test_scanner();
