@@ -34,9 +34,10 @@ mkdir -p "$out"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/synclog-plot.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# field NAME KEY: the number KEY of the object named NAME, or nothing.
+# field NAME KEY: the number KEY of the object named NAME, or nothing (a
+# figure a partial run did not measure is simply left out of the plots).
 field() {
-	grep -F "\"name\": \"$1\"," "$results" | head -n 1 |
+	{ grep -F "\"name\": \"$1\"," "$results" || true; } | head -n 1 |
 		sed -n "s/.*\"$2\": \([-0-9.eE+]*\)[,}].*/\1/p"
 }
 
