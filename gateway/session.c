@@ -71,12 +71,20 @@
 #define SL_SESS_BUCKETS 4096
 
 /* One frame to send, shareable between sessions: each queue entry holding
- * it is a reference.  LWS_PRE bytes of headroom precede the text. */
+ * it is a reference.  LWS_PRE bytes of headroom precede the text.  A changes
+ * frame built here (chg_frame_new()) is CHG_HEAD, `items` bytes of changes
+ * separated by commas, then `],"cursor":N}`: what merge_changes() needs to
+ * join several into one. */
 typedef struct sl_buf {
 	unsigned refs;
+	bool changes;         /* a changes frame of chg_frame_new()'s layout */
 	size_t len;
+	size_t items;         /* changes: bytes between CHG_HEAD and the tail */
+	uint64_t cursor;      /* changes: its cursor */
 	unsigned char data[]; /* LWS_PRE + len */
 } sl_buf;
+
+#define CHG_HEAD "{\"type\":\"changes\",\"changes\":["
 
 typedef struct sl_out {
 	struct sl_out *next;
@@ -154,6 +162,8 @@ static struct {
 	int64_t round_ms;        /* when the last round queued them */
 	lws_sorted_usec_list_t sul;
 	bool stopped;            /* sl_sessions_stop(): no more rounds or timers */
+	/* counters for the shutdown log line */
+	uint64_t n_rounds, n_frames, n_writes, n_merged;
 } fo;
 
 static void fanout_sent_one(void);
@@ -202,9 +212,39 @@ buf_new(size_t len)
 	sl_buf *b = malloc(sizeof *b + LWS_PRE + len);
 	if (b) {
 		b->refs = 1;
+		b->changes = false;
 		b->len = len;
+		b->items = 0;
+		b->cursor = 0;
 	}
 	return b;
+}
+
+/*
+ * A changes frame with room for `items` bytes of changes, its head and tail
+ * written: the caller fills the items at chg_frame_items().  NULL when out
+ * of memory.
+ */
+static sl_buf *
+chg_frame_new(size_t items, uint64_t cursor)
+{
+	char tail[64];
+	int tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) cursor);
+	sl_buf *b = buf_new(sizeof CHG_HEAD - 1 + items + (size_t) tlen);
+	if (b) {
+		b->changes = true;
+		b->items = items;
+		b->cursor = cursor;
+		memcpy(b->data + LWS_PRE, CHG_HEAD, sizeof CHG_HEAD - 1);
+		memcpy(b->data + LWS_PRE + sizeof CHG_HEAD - 1 + items, tail, (size_t) tlen);
+	}
+	return b;
+}
+
+static char *
+chg_frame_items(sl_buf *b)
+{
+	return (char *) b->data + LWS_PRE + sizeof CHG_HEAD - 1;
 }
 
 static void
@@ -738,9 +778,6 @@ static bool
 frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t to,
            size_t len, uint64_t cursor)
 {
-	static const char head[] = "{\"type\":\"changes\",\"changes\":[";
-	char tail[64];
-	int tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) cursor);
 	sl_buf **nb = realloc(f->buf, (f->n + 1) * sizeof *nb);
 	if (!nb)
 		return false;
@@ -749,12 +786,10 @@ frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t
 	if (!nc)
 		return false;
 	f->cursor = nc;
-	sl_buf *b = buf_new(sizeof head - 1 + len + (size_t) tlen);
+	sl_buf *b = chg_frame_new(len, cursor);
 	if (!b)
 		return false;
-	char *p = (char *) b->data + LWS_PRE;
-	memcpy(p, head, sizeof head - 1);
-	p += sizeof head - 1;
+	char *p = chg_frame_items(b);
 	size_t k = 0;
 	for (size_t i = from; i < to; i++)
 		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp)) {
@@ -763,7 +798,6 @@ frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t
 			memcpy(p, c->v[i].text, c->v[i].len);
 			p += c->v[i].len;
 		}
-	memcpy(p, tail, (size_t) tlen);
 	f->buf[f->n] = b;
 	f->cursor[f->n] = cursor;
 	f->n++;
@@ -963,10 +997,7 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 		oom = !chgs_frames(&c, s, &fr);
 		if (!oom && fr.n == 0) {
 			/* nothing of its groups: an empty frame still moves its cursor */
-			char t[96];
-			snprintf(t, sizeof t, "{\"type\":\"changes\",\"changes\":[],\"cursor\":%llu}",
-			         (unsigned long long) c.cursor);
-			sl_buf *b = buf_from_text(t);
+			sl_buf *b = chg_frame_new(0, c.cursor);
 			oom = !b;
 			if (b) {
 				queued = queue_changes(s, b, c.cursor);
@@ -1180,6 +1211,7 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 
+	fo.n_rounds++;
 	if (++fo.round == 0)
 		fo.round = 1;
 	fo.tag = fo.round;
@@ -1228,6 +1260,7 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		if (queue_frames(s, &slot[j].frames) && c.cursor > s->cursor)
 			s->cursor = c.cursor; /* nothing more for it up to the answer's cursor */
 	}
+	fo.n_frames += fo.round_frames;
 	fo.tag = 0;
 	for (size_t j = 0; j < cap; j++)
 		frames_free(&slot[j].frames);
@@ -1676,6 +1709,10 @@ sl_sessions_start(void)
 void
 sl_sessions_stop(void)
 {
+	sl_gw_log("fan-out: %llu rounds queued %llu changes frames; %llu frames written, "
+	          "%llu changes frames coalesced into fewer",
+	          (unsigned long long) fo.n_rounds, (unsigned long long) fo.n_frames,
+	          (unsigned long long) fo.n_writes, (unsigned long long) fo.n_merged);
 	fo.stopped = true;
 	fo.deferred = false;
 	lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
@@ -1683,6 +1720,67 @@ sl_sessions_stop(void)
 }
 
 /* ---------------------------------------------------------------- callback */
+
+/*
+ * Coalescing.  When more than one changes frame waits at the head of a
+ * session's queue (its client reads slower than changes commit, or a round
+ * came while its last frame was unwritten), they go out as one changes
+ * frame: their changes in queue order, which is seq order (each frame holds
+ * only changes above the cursor of the one before it), and the last one's
+ * cursor; at most frame_max() bytes unless the first frame alone is longer.
+ * One write and one frame for the client to read instead of several.  It is
+ * adaptive by construction: a client that keeps up has one frame queued at a
+ * time, which is written as it is, shared, not copied.  The merged frame
+ * replaces the frames it took in the head entry; those of the current round
+ * count as sent now.  When memory runs out nothing is merged.
+ */
+static void
+merge_changes(sl_sess *s)
+{
+	sl_out *o = s->q_head;
+	if (!o || !o->buf->changes || !o->next || !o->next->buf->changes)
+		return;
+	size_t max = frame_max(), items = 0, n = 0;
+	uint64_t cursor = 0;
+	for (sl_out *e = o; e && e->buf->changes; e = e->next) {
+		size_t add = e->buf->items + (items && e->buf->items ? 1 : 0);
+		if (n > 0 && sizeof CHG_HEAD + items + add + 32 > max)
+			break;
+		items += add;
+		cursor = e->buf->cursor;
+		n++;
+	}
+	if (n < 2)
+		return;
+	sl_buf *m = chg_frame_new(items, cursor);
+	if (!m)
+		return;
+	fo.n_merged += n;
+	char *start = chg_frame_items(m), *p = start;
+	for (size_t i = 0; i < n; i++) {
+		sl_out *e = i == 0 ? o : o->next;
+		sl_buf *b = e->buf;
+		if (b->items) {
+			if (p != start)
+				*p++ = ',';
+			memcpy(p, chg_frame_items(b), b->items);
+			p += b->items;
+		}
+		s->q_bytes -= b->len;
+		if (e->round && e->round == fo.round)
+			fanout_sent_one();
+		buf_unref(b);
+		if (i > 0) {
+			o->next = e->next;
+			free(e);
+		}
+	}
+	if (!o->next)
+		s->q_tail = o;
+	o->buf = m; /* the queue's reference */
+	o->round = 0;
+	s->q_bytes += m->len;
+}
 
 static int
 on_writeable(sl_sess *s, struct lws *wsi)
@@ -1700,6 +1798,7 @@ on_writeable(sl_sess *s, struct lws *wsi)
 			lws_callback_on_writable(wsi);
 		return 0;
 	}
+	merge_changes(s);
 	sl_out *o = s->q_head;
 	if (o) {
 		s->q_head = o->next;
@@ -1711,6 +1810,7 @@ on_writeable(sl_sess *s, struct lws *wsi)
 		/* lws writes the frame header into the headroom: the same bytes for
 		 * every session sharing the buffer (same length, server frames are
 		 * not masked), and lws copies what the socket does not take. */
+		fo.n_writes++;
 		int n = lws_write(wsi, o->buf->data + LWS_PRE, o->buf->len, LWS_WRITE_TEXT);
 		size_t want = o->buf->len;
 		buf_unref(o->buf);
