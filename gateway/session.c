@@ -116,6 +116,7 @@ typedef struct sl_sess {
 
 	/* send queue */
 	sl_out *q_head, *q_tail;
+	sl_out *q_ctl;               /* the last entry that is no changes frame, or NULL */
 	size_t q_bytes;
 	bool close_after;            /* close once the queue is written */
 
@@ -306,7 +307,7 @@ sess_free_queue(sl_sess *s)
 		free(o);
 		o = n;
 	}
-	s->q_head = s->q_tail = NULL;
+	s->q_head = s->q_tail = s->q_ctl = NULL;
 	s->q_bytes = 0;
 }
 
@@ -340,9 +341,20 @@ rx_flow(sl_sess *s)
 	}
 }
 
-/* Appends a reference to b; false when out of memory (then closing). */
+/*
+ * Queues a reference to b; false when out of memory (then closing).  A
+ * changes frame, or any frame with ahead false, goes at the tail.  A frame
+ * with ahead true (an answer to the client: ack, pong, error) goes after the
+ * last frame that is no changes frame, ahead of the changes frames queued
+ * after it: PROTOCOL.md orders changes among themselves and after the
+ * backlog, not against acks (a change may come before or after its op's
+ * ack), so an ack does not wait behind a crowd of changes its client has not
+ * read yet, while every frame that is no changes frame keeps its order.
+ * Snapshot frames are queued with ahead false: they must not pass changes
+ * frames queued before them.
+ */
 static bool
-queue_buf(sl_sess *s, sl_buf *b)
+queue_buf(sl_sess *s, sl_buf *b, bool ahead)
 {
 	sl_out *o = malloc(sizeof *o);
 	if (!o) {
@@ -358,11 +370,19 @@ queue_buf(sl_sess *s, sl_buf *b)
 	o->round = fo.tag;
 	if (fo.tag)
 		fo.round_frames++, fo.unsent++;
-	if (s->q_tail)
-		s->q_tail->next = o;
-	else
-		s->q_head = o;
-	s->q_tail = o;
+	if (ahead && !b->changes && s->q_tail && s->q_tail != s->q_ctl) {
+		sl_out **at = s->q_ctl ? &s->q_ctl->next : &s->q_head;
+		o->next = *at;
+		*at = o;
+	} else {
+		if (s->q_tail)
+			s->q_tail->next = o;
+		else
+			s->q_head = o;
+		s->q_tail = o;
+	}
+	if (!b->changes)
+		s->q_ctl = o;
 	s->q_bytes += b->len;
 	if (s->q_bytes > sl_gw.cfg.send_queue_bytes && !s->rx_paused)
 		rx_flow(s);
@@ -372,12 +392,12 @@ queue_buf(sl_sess *s, sl_buf *b)
 
 /*
  * Queues a frame that is not a change (welcome, snapshot, ack, pong, error):
- * copied, always queued (see the header comment).  Once the session is
- * closing nothing more is queued.  A NULL text (an encoder out of memory)
- * closes the session.
+ * copied, always queued (see the header comment), ahead of queued changes
+ * frames or not (queue_buf()).  Once the session is closing nothing more is
+ * queued.  A NULL text (an encoder out of memory) closes the session.
  */
 static void
-queue_text(sl_sess *s, const char *text)
+queue_text_at(sl_sess *s, const char *text, bool ahead)
 {
 	if (s->close_after)
 		return;
@@ -389,8 +409,15 @@ queue_text(sl_sess *s, const char *text)
 		start_closing(s);
 		return;
 	}
-	queue_buf(s, b);
+	queue_buf(s, b, ahead);
 	buf_unref(b);
+}
+
+/* An answer to the client (ack, pong, error, welcome): ahead of changes. */
+static void
+queue_text(sl_sess *s, const char *text)
+{
+	queue_text_at(s, text, true);
 }
 
 static void
@@ -442,7 +469,7 @@ queue_changes(sl_sess *s, sl_buf *b, uint64_t cursor)
 		s->live = false;
 		return false;
 	}
-	if (b && !queue_buf(s, b))
+	if (b && !queue_buf(s, b, false))
 		return false;
 	if (cursor > s->cursor)
 		s->cursor = cursor;
@@ -924,7 +951,9 @@ snapshot_result(sl_sess *s, PGresult *res)
 	if (!s->snap_table) /* the first page: its cursor is the snapshot's */
 		s->snap_cursor = (uint64_t) json_integer_value(jc);
 	bool done = !json_is_true(more);
-	queue_owned(s, sl_encode_snapshot(rows, s->snap_cursor, done));
+	char *snap = sl_encode_snapshot(rows, s->snap_cursor, done);
+	queue_text_at(s, snap, false); /* in order with changes */
+	free(snap);
 	if (!done) {
 		const char *t = json_string_value(json_object_get(j, "table"));
 		const char *r = json_string_value(json_object_get(j, "row"));
@@ -1804,6 +1833,8 @@ on_writeable(sl_sess *s, struct lws *wsi)
 		s->q_head = o->next;
 		if (!s->q_head)
 			s->q_tail = NULL;
+		if (s->q_ctl == o)
+			s->q_ctl = NULL;
 		s->q_bytes -= o->buf->len;
 		if (o->round && o->round == fo.round)
 			fanout_sent_one();
