@@ -6,7 +6,9 @@
 # PROTOCOL.md promises: every change of its granted groups above its cursor
 # once, in seq order, none of another group, each frame's changes above the
 # cursor of the frame before and at most its own cursor, and that coalescing
-# did happen (far fewer frames than changes).
+# did happen (far fewer frames than changes); and that the ack of a push it
+# sends meanwhile is not held behind those queued changes (answers go ahead
+# of queued changes frames, gateway/session.c queue_buf()).
 #
 # Setup: database gwcoal_<pid> on the shared cluster, table issues (group
 # column team), one seed row; tokens: the subscriber's grants t1 only, the
@@ -16,7 +18,8 @@
 # kilobytes and the rest waits in the gateway's queue: the publisher then
 # pushes PUSHES single-op pushes (alternately t1 and t2, each its own commit
 # and its own fan-out round, about 600 bytes a change), waiting for each ack;
-# once they are all sequenced the subscriber resumes and drains.  Checks (one
+# once they are all sequenced the subscriber sends a push (refused:
+# read_only, but answered by an ack), waits 2 s and drains.  Checks (one
 # PASS/FAIL line each) are computed in SQL from the frames it printed; last,
 # the gateway stops on SIGTERM with nothing from the sanitizers.
 set -uo pipefail
@@ -72,6 +75,9 @@ suite_at_exit 'suite_kill $sub_pid'
 	echo "recv 10"
 	echo "touch $tmp/welcomed"
 	echo "stall 120 $tmp/go"
+	# a push (refused: its token is read-only) while its changes wait unread
+	printf 'send {"type":"push","ops":[{"id":"5f000000-0000-4000-8000-000000000001","table":"issues","row":"sub-1","kind":"upsert","fields":{"team":"t1"},"hlc":"0000000000000002"}]}\n'
+	echo "sleep 2000"
 	echo "drain 3"
 } | timeout -k 5 180 "$client" --rcvbuf 4096 127.0.0.1 "$port" >"$tmp/sub.out" 2>"$tmp/sub.err" &
 sub_pid=$!
@@ -135,6 +141,11 @@ SELECT 'frame cursors strictly increase',
        (SELECT string_agg(m->>'cursor', ',' ORDER BY n) FROM frames);
 SELECT 'the last frame''s cursor is the server''s',
        (SELECT (m->>'cursor')::bigint FROM frames ORDER BY n DESC LIMIT 1) = (SELECT synclog.cursor()), '';
+SELECT 'the ack of a push sent while changes waited came ahead of them',
+       (SELECT min(n) FROM lines WHERE line LIKE 'RECV {"type":"ack"%')
+         < (SELECT max(n) FROM frames),
+       'ack at line ' || coalesce((SELECT min(n) FROM lines WHERE line LIKE 'RECV {"type":"ack"%')::text, 'none')
+         || ', last changes frame at line ' || (SELECT max(n) FROM frames);
 SELECT 'frames were coalesced (at most a sixth as many frames as changes)',
        (SELECT count(*) FROM frames) * 6 <= (SELECT count(*) FROM chg),
        (SELECT count(*) FROM frames) || ' frames, largest holds '
