@@ -157,6 +157,7 @@ static struct {
 	uint64_t query;          /* the number of the last fan-out query sent */
 	bool deferred;           /* a round waits for the last one's frames */
 	uint32_t round;          /* the last round's number (never 0) */
+	uint64_t cursor;         /* the highest cursor a fan-out answer reached */
 	uint32_t tag;            /* while a round queues: its number, else 0 */
 	size_t round_frames;     /* frames the last round queued */
 	size_t unsent;           /* of those, not yet written or dropped */
@@ -1224,6 +1225,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		return; /* the next notification or reconnection tries again */
 	}
 	bool rerun = fo.again || c.more;
+	if (!c.snapshot_required && c.cursor > fo.cursor)
+		fo.cursor = c.cursor;
 
 	/* One slot per (groups, cursor): an open-addressing table sized for
 	 * every live session. */
@@ -1811,6 +1814,33 @@ merge_changes(sl_sess *s)
 	s->q_bytes += m->len;
 }
 
+/*
+ * A session that fell behind has drained its queue to half the bound: it is
+ * caught up by cursor.  When it is only a little behind the fan-out (what it
+ * misses is estimated under a quarter of the bound: the seqs between its
+ * cursor and the fan-out's last answer, at the average size of changes lately
+ * read), it simply rejoins the fan-out, whose next query starts at the lowest
+ * cursor of its sessions and serves it with everyone else; its bytes bound
+ * leaves room for the others' new changes in the same answer.  That is the
+ * common case under a heavy push load, where every subscriber of a busy
+ * group falls behind at about the same cursor: one query for all of them
+ * instead of one each.  Otherwise (far behind, or sending a snapshot) it is
+ * served by its own backlog queries, a page at a time, so that one laggard
+ * does not hold the fan-out back.
+ */
+static void
+catch_up(sl_sess *s)
+{
+	uint64_t gap = fo.cursor > s->cursor ? fo.cursor - s->cursor : 0;
+	if (!s->snapshotting && s->cursor > 0 && chg_len_avg > 0 &&
+	    gap <= sl_gw.cfg.send_queue_bytes / 4 / chg_len_avg) {
+		sl_gw_log("session %llu client_id=%s: drained; rejoining the fan-out at cursor %llu",
+		          (unsigned long long) s->id, s->client_id, (unsigned long long) s->cursor);
+		go_live(s);
+	} else
+		backlog_next(s); /* catch up by cursor, then live again */
+}
+
 static int
 on_writeable(sl_sess *s, struct lws *wsi)
 {
@@ -1854,7 +1884,7 @@ on_writeable(sl_sess *s, struct lws *wsi)
 			rx_flow(s);
 		if (s->behind && !s->backlog_busy) {
 			s->behind = false;
-			backlog_next(s); /* catch up by cursor, then live again */
+			catch_up(s);
 		}
 	}
 	if (s->q_head) {

@@ -19,9 +19,14 @@
 # pushes PUSHES single-op pushes (alternately t1 and t2, each its own commit
 # and its own fan-out round, about 600 bytes a change), waiting for each ack;
 # once they are all sequenced the subscriber sends a push (refused:
-# read_only, but answered by an ack), waits 2 s and drains.  Checks (one
-# PASS/FAIL line each) are computed in SQL from the frames it printed; last,
-# the gateway stops on SIGTERM with nothing from the sanitizers.
+# read_only, but answered by an ack), waits 2 s and drains.  Then a second
+# subscriber, the same way, under 150 pushes of 8 kB changes: it falls behind
+# (its 1 MiB queue full) by only a few changes, and once drained it must
+# rejoin the fan-out (gateway/session.c catch_up(), the gateway's log says
+# so) rather than read its own backlog, and still get every change once, in
+# order.  Checks (one PASS/FAIL line each) are computed in SQL from the
+# frames each printed; last, the gateway stops on SIGTERM with nothing from
+# the sanitizers.
 set -uo pipefail
 
 REPO=${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -108,23 +113,23 @@ touch "$tmp/go"
 wait "$sub_pid"
 sub_pid=""
 
-# One row per line the subscriber printed.
-sql -c "CREATE TABLE lines (n int, line text)"
-grep -n '' "$tmp/sub.out" | sed 's/:/\x1f/' |
-	sql -c "COPY lines FROM STDIN WITH (FORMAT csv, DELIMITER E'\\037', QUOTE E'\\036')"
-# name|ok|detail for each check
-sql -F '|' -v c0="$cur0" >"$tmp/eval" <<'SQL'
+# check_frames TAG OUT C0 [EXTRA_SQL]: the checks on the frames subscriber TAG
+# printed (file OUT) since cursor C0, one PASS/FAIL line each, named "TAG: ...";
+# EXTRA_SQL adds rows name|ok|detail (views frames and chg, table lines_TAG).
+check_frames() {
+	local tag=$1 out=$2 c0=$3 extra=${4:-}
+	sql -c "CREATE TABLE lines_$tag (n int, line text)"
+	grep -n '' "$out" | sed 's/:/\x1f/' |
+		sql -c "COPY lines_$tag FROM STDIN WITH (FORMAT csv, DELIMITER E'\\037', QUOTE E'\\036')"
+	sql -F '|' -v c0="$c0" >"$tmp/eval-$tag" <<SQL
+CREATE TEMP VIEW lines AS SELECT * FROM lines_$tag;
 CREATE TEMP VIEW frames AS
   SELECT n, substr(line, 6)::jsonb AS m FROM lines
    WHERE line LIKE 'RECV %' AND substr(line, 6)::jsonb->>'type' = 'changes';
 CREATE TEMP VIEW chg AS
   SELECT f.n, x.o, (x.e->>'seq')::bigint AS seq, x.e->>'group' AS grp, (f.m->>'cursor')::bigint AS fcur,
-         lag((f.m->>'cursor')::bigint) OVER (ORDER BY f.n, x.o) AS prevcur
+         (SELECT (p.m->>'cursor')::bigint FROM frames p WHERE p.n < f.n ORDER BY p.n DESC LIMIT 1) AS before
     FROM frames f CROSS JOIN jsonb_array_elements(f.m->'changes') WITH ORDINALITY AS x(e, o);
--- the cursor of the frame before each change's frame
-CREATE TEMP VIEW chg2 AS
-  SELECT c.*, (SELECT (p.m->>'cursor')::bigint FROM frames p WHERE p.n < c.n ORDER BY p.n DESC LIMIT 1) AS before
-    FROM chg c;
 SELECT 'every t1 change above the cursor arrived, once, in seq order',
        (SELECT coalesce(array_agg(seq ORDER BY n, o), '{}') FROM chg)
          = (SELECT coalesce(array_agg(seq ORDER BY seq), '{}') FROM synclog.ops WHERE grp = 't1' AND seq > :c0),
@@ -133,29 +138,78 @@ SELECT 'every t1 change above the cursor arrived, once, in seq order',
 SELECT 'no change of a group not granted (t2)', NOT EXISTS (SELECT 1 FROM chg WHERE grp IS DISTINCT FROM 't1'),
        (SELECT count(*) FROM chg WHERE grp IS DISTINCT FROM 't1') || ' foreign';
 SELECT 'each change above the cursor before its frame, at most its frame''s cursor',
-       NOT EXISTS (SELECT 1 FROM chg2 WHERE seq <= coalesce(before, :c0) OR seq > fcur), '';
+       NOT EXISTS (SELECT 1 FROM chg WHERE seq <= coalesce(before, :c0) OR seq > fcur), '';
 SELECT 'frame cursors strictly increase',
        NOT EXISTS (SELECT 1 FROM (SELECT (m->>'cursor')::bigint AS c,
                                          lag((m->>'cursor')::bigint) OVER (ORDER BY n) AS p FROM frames) x
                    WHERE c <= p),
-       (SELECT string_agg(m->>'cursor', ',' ORDER BY n) FROM frames);
+       (SELECT count(*) FROM frames) || ' frames';
 SELECT 'the last frame''s cursor is the server''s',
        (SELECT (m->>'cursor')::bigint FROM frames ORDER BY n DESC LIMIT 1) = (SELECT synclog.cursor()), '';
+$extra
+SQL
+	local name ok detail
+	while IFS='|' read -r name ok detail; do
+		[[ -n $name ]] || continue
+		if [[ $ok == t ]]; then pass "$tag: $name ($detail)"; else fail "$tag: $name ($detail)"; fi
+	done <"$tmp/eval-$tag"
+	[[ -s $tmp/eval-$tag ]] || { cut -c1-200 "$out" | head; fail "$tag: the subscriber's frames could be evaluated"; }
+}
+
+check_frames coalesce "$tmp/sub.out" "$cur0" "
 SELECT 'the ack of a push sent while changes waited came ahead of them',
-       (SELECT min(n) FROM lines WHERE line LIKE 'RECV {"type":"ack"%')
+       (SELECT min(n) FROM lines WHERE line LIKE 'RECV {\"type\":\"ack\"%')
          < (SELECT max(n) FROM frames),
-       'ack at line ' || coalesce((SELECT min(n) FROM lines WHERE line LIKE 'RECV {"type":"ack"%')::text, 'none')
+       'ack at line ' || coalesce((SELECT min(n) FROM lines WHERE line LIKE 'RECV {\"type\":\"ack\"%')::text, 'none')
          || ', last changes frame at line ' || (SELECT max(n) FROM frames);
 SELECT 'frames were coalesced (at most a sixth as many frames as changes)',
        (SELECT count(*) FROM frames) * 6 <= (SELECT count(*) FROM chg),
        (SELECT count(*) FROM frames) || ' frames, largest holds '
-         || (SELECT max(jsonb_array_length(m->'changes')) FROM frames) || ' changes';
-SQL
-while IFS='|' read -r name ok detail; do
-	[[ -n $name ]] || continue
-	if [[ $ok == t ]]; then pass "$name ($detail)"; else fail "$name ($detail)"; fi
-done <"$tmp/eval"
-[[ -s $tmp/eval ]] || { cut -c1-200 "$tmp/sub.out" | head; fail "the subscriber's frames could be evaluated"; }
+         || (SELECT max(jsonb_array_length(m->'changes')) FROM frames) || ' changes';"
+
+# --- a subscriber a little behind rejoins the fan-out ---------------------------
+# 8 kB changes: the default 1 MiB queue holds about 128; PUSHES2 of them while
+# the subscriber does not read take it past the bound (it falls behind), and
+# once it drains to half it is fewer than a quarter of the bound behind the
+# fan-out, so it rejoins it rather than reading its own backlog.
+PUSHES2=${PUSHES2:-150}
+cur1=$(sql -c "SELECT synclog.wait_sequenced()")
+{
+	hello "$tok_sub" c-sub2 '["t1"]' "$cur1"
+	echo "recv 10"
+	echo "touch $tmp/welcomed2"
+	echo "stall 120 $tmp/go2"
+	echo "drain 3"
+} | timeout -k 5 180 "$client" --rcvbuf 4096 127.0.0.1 "$port" >"$tmp/sub2.out" 2>"$tmp/sub2.err" &
+sub_pid=$!
+for ((i = 0; i < 100; i++)); do
+	[[ -e $tmp/welcomed2 ]] && break
+	sleep 0.1
+done
+sleep 0.5
+big=$(printf 'y%.0s' $(seq 1 8000))
+{
+	hello "$tok_pub" c-pub '["t1"]' "$cur1"
+	echo "recv 10"
+	echo "timedpush $PUSHES2 0 {\"type\":\"push\",\"ops\":[{\"id\":\"51000000-0000-4000-8000-{i}\",\"table\":\"issues\",\"row\":\"b-{i}\",\"kind\":\"upsert\",\"fields\":{\"team\":\"t1\",\"title\":\"$big\"},\"hlc\":\"0000000000000002\"}]}"
+} | timeout -k 5 120 "$client" 127.0.0.1 "$port" >"$tmp/pub2.out" 2>"$tmp/pub2.err"
+acked=$(grep -c '"type":"ack","acked":\["51000000' "$tmp/pub2.out")
+if ((acked == PUSHES2)); then pass "rejoin: publisher: $PUSHES2 pushes acked"; else
+	tail -n 3 "$tmp/pub2.out" | cut -c1-300
+	fail "rejoin: publisher: $PUSHES2 pushes acked (got $acked)"
+fi
+sql -c "SELECT synclog.wait_sequenced()" >/dev/null
+sleep 1
+touch "$tmp/go2"
+wait "$sub_pid"
+sub_pid=""
+if grep -q 'client_id=c-sub2: behind' "$log" && grep -q 'client_id=c-sub2: drained; rejoining the fan-out' "$log"; then
+	pass "rejoin: the subscriber fell behind and rejoined the fan-out"
+else
+	grep 'c-sub2' "$log" | tail -n 5
+	fail "rejoin: the subscriber fell behind and rejoined the fan-out"
+fi
+check_frames rejoin "$tmp/sub2.out" "$cur1"
 
 gateway_stop
 if sanitizer_clean "$log"; then pass "ASan/UBSan report nothing"; else
