@@ -1817,23 +1817,24 @@ merge_changes(sl_sess *s)
 /*
  * A session that fell behind has drained its queue to half the bound: it is
  * caught up by cursor.  When it is only a little behind the fan-out (what it
- * misses is estimated under a quarter of the bound: the seqs between its
- * cursor and the fan-out's last answer, at the average size of changes lately
- * read), it simply rejoins the fan-out, whose next query starts at the lowest
- * cursor of its sessions and serves it with everyone else; its bytes bound
- * leaves room for the others' new changes in the same answer.  That is the
+ * misses is estimated within half the bound, the byte bound of one fan-out
+ * answer: the seqs between its cursor and the fan-out's last answer, at the
+ * average size of changes lately read), it simply rejoins the fan-out, whose
+ * next query starts at the lowest cursor of its sessions and serves it with
+ * everyone else (the sessions already further on get their new changes in
+ * that answer, or at worst in the round run at once after it).  That is the
  * common case under a heavy push load, where every subscriber of a busy
- * group falls behind at about the same cursor: one query for all of them
- * instead of one each.  Otherwise (far behind, or sending a snapshot) it is
- * served by its own backlog queries, a page at a time, so that one laggard
- * does not hold the fan-out back.
+ * group falls behind at about the same cursor, about one round behind: one
+ * query for all of them instead of one each.  Otherwise (far behind, or
+ * sending a snapshot) it is served by its own backlog queries, a page at a
+ * time, so that one laggard does not hold the fan-out back for long.
  */
 static void
 catch_up(sl_sess *s)
 {
 	uint64_t gap = fo.cursor > s->cursor ? fo.cursor - s->cursor : 0;
 	if (!s->snapshotting && s->cursor > 0 && chg_len_avg > 0 &&
-	    gap <= sl_gw.cfg.send_queue_bytes / 4 / chg_len_avg) {
+	    gap <= sl_gw.cfg.send_queue_bytes / 2 / chg_len_avg) {
 		sl_gw_log("session %llu client_id=%s: drained; rejoining the fan-out at cursor %llu",
 		          (unsigned long long) s->id, s->client_id, (unsigned long long) s->cursor);
 		go_live(s);

@@ -170,7 +170,7 @@ SELECT 'frames were coalesced (at most a sixth as many frames as changes)',
 # --- a subscriber a little behind rejoins the fan-out ---------------------------
 # 8 kB changes: the default 1 MiB queue holds about 128; PUSHES2 of them while
 # the subscriber does not read take it past the bound (it falls behind), and
-# once it drains to half it is fewer than a quarter of the bound behind the
+# once it drains to half it is well within half the bound behind the
 # fan-out, so it rejoins it rather than reading its own backlog.
 PUSHES2=${PUSHES2:-150}
 cur1=$(sql -c "SELECT synclog.wait_sequenced()")
