@@ -31,7 +31,12 @@
  *   - other frames (ack, pong, error) are always queued, but past the bound
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
- *     it further.
+ *     it further.  They go ahead of the changes frames queued after the last
+ *     frame that is no changes frame (queue_buf()); snapshot frames do not.
+ * Changes frames waiting together at the head of a queue are written as one
+ * (merge_changes()).  A session that fell behind and is within one fan-out
+ * answer of the others rejoins the fan-out; further behind, it reads its
+ * own backlog (catch_up()).
  * Before a byte counts against the bound, the kernel takes what the client's
  * socket will hold; with cfg.socket_send_buffer that is fixed at ESTABLISHED
  * (set_send_buffer()), else Linux grows it up to tcp_wmem's max for a socket
