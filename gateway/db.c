@@ -11,11 +11,23 @@
  *
  * and any failure in CONNECTING, LISTENING or READY goes back to DISCONNECTED
  * with a retry time from the backoff (drop_connection()).  Queries are accepted
- * in every state but DISCONNECTED; they are only sent in READY, the head first,
- * one at a time, so results come back in queue order.  While a query is in
- * flight its results are gathered until PQgetResult() returns NULL; the last
- * one goes to the callback.  Callbacks run with the queue already consistent
- * (the answered query removed first), so they may queue more queries.
+ * in every state but DISCONNECTED; they are only sent in READY, in queue
+ * order, so results come back in queue order.
+ *
+ * Pipelining.  In READY the connection is in libpq's pipeline mode: up to
+ * SL_DB_PIPELINE_MAX queries are sent ahead without waiting for the answers
+ * before them, each followed by its own PQpipelineSync(), so each is still a
+ * transaction of its own (the server commits it at its Sync) and an error in
+ * one does not abort the next.  The server thus always has the next query
+ * while the gateway's loop is busy elsewhere (writing to clients), instead of
+ * idling until the loop comes back to read an answer and send the next one.
+ * The queue's first n_sent queries are the ones sent; next_send is the first
+ * one not sent.  The head's results are gathered until PQgetResult() returns
+ * NULL (the last one kept), then its PGRES_PIPELINE_SYNC is awaited
+ * (await_sync): only then, its transaction committed, does the callback get
+ * the result (an error reported at commit, before the Sync, replaces it).
+ * Callbacks run with the queue already consistent (the answered query removed
+ * first), so they may queue more queries.
  *
  * A result that ends with the connection in CONNECTION_BAD (the server's FATAL
  * "terminating connection" error, then EOF) is not handed over as a result:
@@ -66,13 +78,19 @@ struct sl_db {
 	unsigned failures;         /* attempts failed in a row, for the backoff */
 	uint64_t rng;              /* xorshift state for the jitter */
 
-	bool in_flight;            /* the head query (or the LISTENs) was sent */
+	bool in_flight;            /* LISTENING: the LISTENs were sent */
 	bool flush_pending;        /* PQflush() returned 1: wait for POLLOUT */
-	PGresult *last_result;     /* in flight: the latest result, not yet handed over */
+	PGresult *last_result;     /* the head's latest result, not yet handed over */
+	bool await_sync;           /* READY: the head's results are in, its Sync is not */
 
 	sl_db_query_node *head, *tail;
 	size_t queued;
+	size_t n_sent;             /* READY: queries of the queue sent (the first ones) */
+	sl_db_query_node *next_send; /* READY: the first query not sent, or NULL */
 };
+
+/* Queries sent ahead of their answers on one connection at most. */
+#define SL_DB_PIPELINE_MAX 16
 
 static void
 db_log(sl_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -197,6 +215,9 @@ drop_connection(sl_db *db, const char *what, int64_t now_ms)
 	db->state = SL_DB_DISCONNECTED;
 	db->in_flight = false;
 	db->flush_pending = false;
+	db->await_sync = false;
+	db->n_sent = 0;
+	db->next_send = NULL;
 	db->failures++;
 	int64_t delay = backoff_ms(db);
 	db->retry_at_ms = now_ms + delay;
@@ -239,6 +260,9 @@ start_connect(sl_db *db)
 	db->deadline_ms = -1;
 	db->in_flight = false;
 	db->flush_pending = false;
+	db->await_sync = false;
+	db->n_sent = 0;
+	db->next_send = NULL;
 }
 
 /* PQflush() in non-blocking mode; false when the connection broke. */
@@ -284,6 +308,61 @@ deliver_notifies(sl_db *db)
 }
 
 /*
+ * LISTENING: the LISTENs' (or SELECT 1's) results, until the answer is
+ * complete; then READY, in pipeline mode, every queued query still to send.
+ * Returns false when the connection broke or the answer is an error.
+ */
+static bool
+pump_listen(sl_db *db)
+{
+	while (db->in_flight) {
+		if (PQisBusy(db->conn))
+			return true;
+		PGresult *r = PQgetResult(db->conn);
+		if (r) {
+			ExecStatusType st = PQresultStatus(r);
+			PQclear(r);
+			if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+				return false;
+			continue;
+		}
+		db->in_flight = false;
+		if (PQstatus(db->conn) == CONNECTION_BAD || PQenterPipelineMode(db->conn) != 1)
+			return false;
+		db->state = SL_DB_READY;
+		db->failures = 0;
+		db->n_sent = 0;
+		db->await_sync = false;
+		db->next_send = db->head;
+		db_log(db, "db: connected to %s port %s (backend pid %d)%s",
+			   PQhost(db->conn), PQport(db->conn), PQbackendPID(db->conn),
+			   db->cb.on_notify ? ", listening" : "");
+		if (db->cb.on_connected)
+			db->cb.on_connected(db->user);
+	}
+	return true;
+}
+
+/* READY: sends queued queries until SL_DB_PIPELINE_MAX are out, each with its
+ * Sync, and flushes.  False when the connection broke. */
+static bool
+send_ahead(sl_db *db)
+{
+	bool sent = false;
+	while (db->next_send && db->n_sent < SL_DB_PIPELINE_MAX && !db->flush_pending) {
+		sl_db_query_node *q = db->next_send;
+		if (!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
+							   (const char *const *) q->params, NULL, NULL, 0) ||
+			!PQpipelineSync(db->conn))
+			return false;
+		db->n_sent++;
+		db->next_send = q->next;
+		sent = true;
+	}
+	return !sent || do_flush(db);
+}
+
+/*
  * Sends, reads and delivers until libpq would block.  Returns false when the
  * connection broke (the caller drops it).
  */
@@ -293,68 +372,59 @@ pump(sl_db *db)
 	for (;;) {
 		if (PQstatus(db->conn) == CONNECTION_BAD)
 			return false;
-		if (db->in_flight) {
-			if (PQisBusy(db->conn))
+		if (db->state == SL_DB_LISTENING) {
+			if (!pump_listen(db))
+				return false;
+			if (db->state != SL_DB_READY)
 				return true;
-			PGresult *r = PQgetResult(db->conn);
+		}
+		if (!send_ahead(db))
+			return false;
+		if (db->n_sent == 0 || PQisBusy(db->conn))
+			return true;
+		PGresult *r = PQgetResult(db->conn);
+		ExecStatusType st = r ? PQresultStatus(r) : PGRES_EMPTY_QUERY;
+		if (r && (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)) {
+			/* Not supported (db.h): give up on this connection. */
+			PQclear(r);
+			return false;
+		}
+		if (!db->await_sync) {
 			if (r) {
-				ExecStatusType st = PQresultStatus(r);
-				if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-					/* Not supported (db.h): give up on this connection. */
-					PQclear(r);
-					return false;
-				}
-				if (db->state == SL_DB_LISTENING && st != PGRES_COMMAND_OK &&
-				    st != PGRES_TUPLES_OK) {
-					PQclear(r);
-					return false;
-				}
 				if (db->last_result)
 					PQclear(db->last_result);
 				db->last_result = r;
-				continue;
+			} else {
+				db->await_sync = true; /* the head's results are complete */
 			}
-			/* The answer is complete. */
-			db->in_flight = false;
-			if (PQstatus(db->conn) == CONNECTION_BAD)
-				return false; /* its result is the connection's death, not an answer */
-			PGresult *res = db->last_result;
-			db->last_result = NULL;
-			if (db->state == SL_DB_LISTENING) {
-				PQclear(res);
-				db->state = SL_DB_READY;
-				db->failures = 0;
-				db_log(db, "db: connected to %s port %s (backend pid %d)%s",
-					   PQhost(db->conn), PQport(db->conn), PQbackendPID(db->conn),
-					   db->cb.on_notify ? ", listening" : "");
-				if (db->cb.on_connected)
-					db->cb.on_connected(db->user);
-				continue;
-			}
-			sl_db_query_node *q = queue_pop(db);
-			if (!q) {
-				PQclear(res); /* cannot happen: the in-flight query is the head */
-				continue;
-			}
-			if (res)
-				q->fn(q->arg, res, NULL);
-			else
-				q->fn(q->arg, NULL, SL_DB_ERR_UNAVAILABLE);
-			PQclear(res);
-			node_free(q);
 			continue;
 		}
-		if (db->state == SL_DB_READY && db->head && !db->flush_pending) {
-			sl_db_query_node *q = db->head;
-			if (!PQsendQueryParams(db->conn, q->sql, q->nparams, NULL,
-								   (const char *const *) q->params, NULL, NULL, 0))
-				return false;
-			db->in_flight = true;
-			if (!do_flush(db))
-				return false;
+		if (!r)
+			return true; /* nothing more until input arrives */
+		if (st == PGRES_FATAL_ERROR) {
+			/* the head's transaction failed at its commit */
+			if (db->last_result)
+				PQclear(db->last_result);
+			db->last_result = r;
 			continue;
 		}
-		return true;
+		PQclear(r);
+		if (st != PGRES_PIPELINE_SYNC)
+			return false; /* out of step with the pipeline: start afresh */
+		/* The head's answer is complete, its transaction over. */
+		db->await_sync = false;
+		if (PQstatus(db->conn) == CONNECTION_BAD)
+			return false; /* its result is the connection's death, not an answer */
+		PGresult *res = db->last_result;
+		db->last_result = NULL;
+		sl_db_query_node *q = queue_pop(db);
+		db->n_sent--;
+		if (res)
+			q->fn(q->arg, res, NULL);
+		else
+			q->fn(q->arg, NULL, SL_DB_ERR_UNAVAILABLE);
+		PQclear(res);
+		node_free(q);
 	}
 }
 
@@ -430,7 +500,7 @@ sl_db_events(sl_db *db)
 	case SL_DB_LISTENING:
 		return POLLIN | (db->flush_pending ? POLLOUT : 0);
 	case SL_DB_READY:
-		if (db->flush_pending || (!db->in_flight && db->head))
+		if (db->flush_pending || (db->next_send && db->n_sent < SL_DB_PIPELINE_MAX))
 			return POLLIN | POLLOUT;
 		return POLLIN;
 	}
@@ -553,6 +623,8 @@ sl_db_query(sl_db *db, const char *sql, int nparams, const char *const *params,
 		db->head = q;
 	db->tail = q;
 	db->queued++;
+	if (db->state == SL_DB_READY && !db->next_send)
+		db->next_send = q;
 	return 0;
 
 error:

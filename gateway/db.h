@@ -7,8 +7,9 @@
  * tried host after host by libpq), sends `LISTEN synclog` and
  * `LISTEN synclog_revoke` before anything else (only when the owner gave an
  * on_notify callback; otherwise a `SELECT 1`), then sends the queued queries
- * one at a time (PQsendQueryParams, text parameters) and hands each its result,
- * in queue order.  Notifications on those channels go to on_notify.  When the
+ * in queue order (PQsendQueryParams, text parameters), several ahead of their
+ * answers (libpq's pipeline mode, each query still its own transaction), and
+ * hands each its result, in queue order, once its transaction is over.  Notifications on those channels go to on_notify.  When the
  * connection breaks, every queued or in-flight query fails with
  * SL_DB_ERR_UNAVAILABLE, and the layer reconnects by itself with exponential
  * backoff (100 ms doubling to 5 s, with jitter), LISTENs again and calls
@@ -22,8 +23,9 @@
  * called from sl_db_on_ready() and sl_db_free(), never from sl_db_new() or
  * sl_db_query().
  *
- * Words: the queue is the FIFO of queries not yet answered; its head is the
- * only query that can be in flight (sent, answer not complete).  Connected
+ * Words: the queue is the FIFO of queries not yet answered; the first few
+ * (up to db.c's SL_DB_PIPELINE_MAX) may be in flight (sent, answer not
+ * complete).  Connected
  * means the LISTENs have succeeded and queries are being sent.
  *
  * Ownership: the PGresult given to a result callback is borrowed: sl_db

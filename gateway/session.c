@@ -31,7 +31,12 @@
  *   - other frames (ack, pong, error) are always queued, but past the bound
  *     the gateway stops reading from the session (lws rx flow control) until
  *     the queue drains, so a client that pushes without reading cannot grow
- *     it further.
+ *     it further.  They go ahead of the changes frames queued after the last
+ *     frame that is no changes frame (queue_buf()); snapshot frames do not.
+ * Changes frames waiting together at the head of a queue are written as one
+ * (merge_changes()).  A session that fell behind and is within one fan-out
+ * answer of the others rejoins the fan-out; further behind, it reads its
+ * own backlog (catch_up()).
  * Before a byte counts against the bound, the kernel takes what the client's
  * socket will hold; with cfg.socket_send_buffer that is fixed at ESTABLISHED
  * (set_send_buffer()), else Linux grows it up to tcp_wmem's max for a socket
@@ -71,12 +76,20 @@
 #define SL_SESS_BUCKETS 4096
 
 /* One frame to send, shareable between sessions: each queue entry holding
- * it is a reference.  LWS_PRE bytes of headroom precede the text. */
+ * it is a reference.  LWS_PRE bytes of headroom precede the text.  A changes
+ * frame built here (chg_frame_new()) is CHG_HEAD, `items` bytes of changes
+ * separated by commas, then `],"cursor":N}`: what merge_changes() needs to
+ * join several into one. */
 typedef struct sl_buf {
 	unsigned refs;
+	bool changes;         /* a changes frame of chg_frame_new()'s layout */
 	size_t len;
+	size_t items;         /* changes: bytes between CHG_HEAD and the tail */
+	uint64_t cursor;      /* changes: its cursor */
 	unsigned char data[]; /* LWS_PRE + len */
 } sl_buf;
+
+#define CHG_HEAD "{\"type\":\"changes\",\"changes\":["
 
 typedef struct sl_out {
 	struct sl_out *next;
@@ -108,6 +121,7 @@ typedef struct sl_sess {
 
 	/* send queue */
 	sl_out *q_head, *q_tail;
+	sl_out *q_ctl;               /* the last entry that is no changes frame, or NULL */
 	size_t q_bytes;
 	bool close_after;            /* close once the queue is written */
 
@@ -148,12 +162,15 @@ static struct {
 	uint64_t query;          /* the number of the last fan-out query sent */
 	bool deferred;           /* a round waits for the last one's frames */
 	uint32_t round;          /* the last round's number (never 0) */
+	uint64_t cursor;         /* the highest cursor a fan-out answer reached */
 	uint32_t tag;            /* while a round queues: its number, else 0 */
 	size_t round_frames;     /* frames the last round queued */
 	size_t unsent;           /* of those, not yet written or dropped */
 	int64_t round_ms;        /* when the last round queued them */
 	lws_sorted_usec_list_t sul;
 	bool stopped;            /* sl_sessions_stop(): no more rounds or timers */
+	/* counters for the shutdown log line */
+	uint64_t n_rounds, n_frames, n_writes, n_merged;
 } fo;
 
 static void fanout_sent_one(void);
@@ -202,9 +219,39 @@ buf_new(size_t len)
 	sl_buf *b = malloc(sizeof *b + LWS_PRE + len);
 	if (b) {
 		b->refs = 1;
+		b->changes = false;
 		b->len = len;
+		b->items = 0;
+		b->cursor = 0;
 	}
 	return b;
+}
+
+/*
+ * A changes frame with room for `items` bytes of changes, its head and tail
+ * written: the caller fills the items at chg_frame_items().  NULL when out
+ * of memory.
+ */
+static sl_buf *
+chg_frame_new(size_t items, uint64_t cursor)
+{
+	char tail[64];
+	int tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) cursor);
+	sl_buf *b = buf_new(sizeof CHG_HEAD - 1 + items + (size_t) tlen);
+	if (b) {
+		b->changes = true;
+		b->items = items;
+		b->cursor = cursor;
+		memcpy(b->data + LWS_PRE, CHG_HEAD, sizeof CHG_HEAD - 1);
+		memcpy(b->data + LWS_PRE + sizeof CHG_HEAD - 1 + items, tail, (size_t) tlen);
+	}
+	return b;
+}
+
+static char *
+chg_frame_items(sl_buf *b)
+{
+	return (char *) b->data + LWS_PRE + sizeof CHG_HEAD - 1;
 }
 
 static void
@@ -266,7 +313,7 @@ sess_free_queue(sl_sess *s)
 		free(o);
 		o = n;
 	}
-	s->q_head = s->q_tail = NULL;
+	s->q_head = s->q_tail = s->q_ctl = NULL;
 	s->q_bytes = 0;
 }
 
@@ -300,9 +347,20 @@ rx_flow(sl_sess *s)
 	}
 }
 
-/* Appends a reference to b; false when out of memory (then closing). */
+/*
+ * Queues a reference to b; false when out of memory (then closing).  A
+ * changes frame, or any frame with ahead false, goes at the tail.  A frame
+ * with ahead true (an answer to the client: ack, pong, error) goes after the
+ * last frame that is no changes frame, ahead of the changes frames queued
+ * after it: PROTOCOL.md orders changes among themselves and after the
+ * backlog, not against acks (a change may come before or after its op's
+ * ack), so an ack does not wait behind a crowd of changes its client has not
+ * read yet, while every frame that is no changes frame keeps its order.
+ * Snapshot frames are queued with ahead false: they must not pass changes
+ * frames queued before them.
+ */
 static bool
-queue_buf(sl_sess *s, sl_buf *b)
+queue_buf(sl_sess *s, sl_buf *b, bool ahead)
 {
 	sl_out *o = malloc(sizeof *o);
 	if (!o) {
@@ -318,11 +376,19 @@ queue_buf(sl_sess *s, sl_buf *b)
 	o->round = fo.tag;
 	if (fo.tag)
 		fo.round_frames++, fo.unsent++;
-	if (s->q_tail)
-		s->q_tail->next = o;
-	else
-		s->q_head = o;
-	s->q_tail = o;
+	if (ahead && !b->changes && s->q_tail && s->q_tail != s->q_ctl) {
+		sl_out **at = s->q_ctl ? &s->q_ctl->next : &s->q_head;
+		o->next = *at;
+		*at = o;
+	} else {
+		if (s->q_tail)
+			s->q_tail->next = o;
+		else
+			s->q_head = o;
+		s->q_tail = o;
+	}
+	if (!b->changes)
+		s->q_ctl = o;
 	s->q_bytes += b->len;
 	if (s->q_bytes > sl_gw.cfg.send_queue_bytes && !s->rx_paused)
 		rx_flow(s);
@@ -332,12 +398,12 @@ queue_buf(sl_sess *s, sl_buf *b)
 
 /*
  * Queues a frame that is not a change (welcome, snapshot, ack, pong, error):
- * copied, always queued (see the header comment).  Once the session is
- * closing nothing more is queued.  A NULL text (an encoder out of memory)
- * closes the session.
+ * copied, always queued (see the header comment), ahead of queued changes
+ * frames or not (queue_buf()).  Once the session is closing nothing more is
+ * queued.  A NULL text (an encoder out of memory) closes the session.
  */
 static void
-queue_text(sl_sess *s, const char *text)
+queue_text_at(sl_sess *s, const char *text, bool ahead)
 {
 	if (s->close_after)
 		return;
@@ -349,8 +415,15 @@ queue_text(sl_sess *s, const char *text)
 		start_closing(s);
 		return;
 	}
-	queue_buf(s, b);
+	queue_buf(s, b, ahead);
 	buf_unref(b);
+}
+
+/* An answer to the client (ack, pong, error, welcome): ahead of changes. */
+static void
+queue_text(sl_sess *s, const char *text)
+{
+	queue_text_at(s, text, true);
 }
 
 static void
@@ -402,7 +475,7 @@ queue_changes(sl_sess *s, sl_buf *b, uint64_t cursor)
 		s->live = false;
 		return false;
 	}
-	if (b && !queue_buf(s, b))
+	if (b && !queue_buf(s, b, false))
 		return false;
 	if (cursor > s->cursor)
 		s->cursor = cursor;
@@ -738,9 +811,6 @@ static bool
 frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t to,
            size_t len, uint64_t cursor)
 {
-	static const char head[] = "{\"type\":\"changes\",\"changes\":[";
-	char tail[64];
-	int tlen = snprintf(tail, sizeof tail, "],\"cursor\":%llu}", (unsigned long long) cursor);
 	sl_buf **nb = realloc(f->buf, (f->n + 1) * sizeof *nb);
 	if (!nb)
 		return false;
@@ -749,12 +819,10 @@ frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t
 	if (!nc)
 		return false;
 	f->cursor = nc;
-	sl_buf *b = buf_new(sizeof head - 1 + len + (size_t) tlen);
+	sl_buf *b = chg_frame_new(len, cursor);
 	if (!b)
 		return false;
-	char *p = (char *) b->data + LWS_PRE;
-	memcpy(p, head, sizeof head - 1);
-	p += sizeof head - 1;
+	char *p = chg_frame_items(b);
 	size_t k = 0;
 	for (size_t i = from; i < to; i++)
 		if (c->v[i].seq > s->cursor && sess_has_group(s, c->v[i].grp)) {
@@ -763,7 +831,6 @@ frames_add(sl_frames *f, const sl_chgs *c, const sl_sess *s, size_t from, size_t
 			memcpy(p, c->v[i].text, c->v[i].len);
 			p += c->v[i].len;
 		}
-	memcpy(p, tail, (size_t) tlen);
 	f->buf[f->n] = b;
 	f->cursor[f->n] = cursor;
 	f->n++;
@@ -890,7 +957,9 @@ snapshot_result(sl_sess *s, PGresult *res)
 	if (!s->snap_table) /* the first page: its cursor is the snapshot's */
 		s->snap_cursor = (uint64_t) json_integer_value(jc);
 	bool done = !json_is_true(more);
-	queue_owned(s, sl_encode_snapshot(rows, s->snap_cursor, done));
+	char *snap = sl_encode_snapshot(rows, s->snap_cursor, done);
+	queue_text_at(s, snap, false); /* in order with changes */
+	free(snap);
 	if (!done) {
 		const char *t = json_string_value(json_object_get(j, "table"));
 		const char *r = json_string_value(json_object_get(j, "row"));
@@ -963,10 +1032,7 @@ on_backlog_result(void *arg, PGresult *res, const char *error)
 		oom = !chgs_frames(&c, s, &fr);
 		if (!oom && fr.n == 0) {
 			/* nothing of its groups: an empty frame still moves its cursor */
-			char t[96];
-			snprintf(t, sizeof t, "{\"type\":\"changes\",\"changes\":[],\"cursor\":%llu}",
-			         (unsigned long long) c.cursor);
-			sl_buf *b = buf_from_text(t);
+			sl_buf *b = chg_frame_new(0, c.cursor);
 			oom = !b;
 			if (b) {
 				queued = queue_changes(s, b, c.cursor);
@@ -1164,6 +1230,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		return; /* the next notification or reconnection tries again */
 	}
 	bool rerun = fo.again || c.more;
+	if (!c.snapshot_required && c.cursor > fo.cursor)
+		fo.cursor = c.cursor;
 
 	/* One slot per (groups, cursor): an open-addressing table sized for
 	 * every live session. */
@@ -1180,6 +1248,7 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 
+	fo.n_rounds++;
 	if (++fo.round == 0)
 		fo.round = 1;
 	fo.tag = fo.round;
@@ -1228,6 +1297,7 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 		if (queue_frames(s, &slot[j].frames) && c.cursor > s->cursor)
 			s->cursor = c.cursor; /* nothing more for it up to the answer's cursor */
 	}
+	fo.n_frames += fo.round_frames;
 	fo.tag = 0;
 	for (size_t j = 0; j < cap; j++)
 		frames_free(&slot[j].frames);
@@ -1676,6 +1746,10 @@ sl_sessions_start(void)
 void
 sl_sessions_stop(void)
 {
+	sl_gw_log("fan-out: %llu rounds queued %llu changes frames; %llu frames written, "
+	          "%llu changes frames coalesced into fewer",
+	          (unsigned long long) fo.n_rounds, (unsigned long long) fo.n_frames,
+	          (unsigned long long) fo.n_writes, (unsigned long long) fo.n_merged);
 	fo.stopped = true;
 	fo.deferred = false;
 	lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
@@ -1683,6 +1757,95 @@ sl_sessions_stop(void)
 }
 
 /* ---------------------------------------------------------------- callback */
+
+/*
+ * Coalescing.  When more than one changes frame waits at the head of a
+ * session's queue (its client reads slower than changes commit, or a round
+ * came while its last frame was unwritten), they go out as one changes
+ * frame: their changes in queue order, which is seq order (each frame holds
+ * only changes above the cursor of the one before it), and the last one's
+ * cursor; at most frame_max() bytes unless the first frame alone is longer.
+ * One write and one frame for the client to read instead of several.  It is
+ * adaptive by construction: a client that keeps up has one frame queued at a
+ * time, which is written as it is, shared, not copied.  The merged frame
+ * replaces the frames it took in the head entry; those of the current round
+ * count as sent now.  When memory runs out nothing is merged.
+ */
+static void
+merge_changes(sl_sess *s)
+{
+	sl_out *o = s->q_head;
+	if (!o || !o->buf->changes || !o->next || !o->next->buf->changes)
+		return;
+	size_t max = frame_max(), items = 0, n = 0;
+	uint64_t cursor = 0;
+	for (sl_out *e = o; e && e->buf->changes; e = e->next) {
+		size_t add = e->buf->items + (items && e->buf->items ? 1 : 0);
+		if (n > 0 && sizeof CHG_HEAD + items + add + 32 > max)
+			break;
+		items += add;
+		cursor = e->buf->cursor;
+		n++;
+	}
+	if (n < 2)
+		return;
+	sl_buf *m = chg_frame_new(items, cursor);
+	if (!m)
+		return;
+	fo.n_merged += n;
+	char *start = chg_frame_items(m), *p = start;
+	for (size_t i = 0; i < n; i++) {
+		sl_out *e = i == 0 ? o : o->next;
+		sl_buf *b = e->buf;
+		if (b->items) {
+			if (p != start)
+				*p++ = ',';
+			memcpy(p, chg_frame_items(b), b->items);
+			p += b->items;
+		}
+		s->q_bytes -= b->len;
+		if (e->round && e->round == fo.round)
+			fanout_sent_one();
+		buf_unref(b);
+		if (i > 0) {
+			o->next = e->next;
+			free(e);
+		}
+	}
+	if (!o->next)
+		s->q_tail = o;
+	o->buf = m; /* the queue's reference */
+	o->round = 0;
+	s->q_bytes += m->len;
+}
+
+/*
+ * A session that fell behind has drained its queue to half the bound: it is
+ * caught up by cursor.  When it is only a little behind the fan-out (what it
+ * misses is estimated within half the bound, the byte bound of one fan-out
+ * answer: the seqs between its cursor and the fan-out's last answer, at the
+ * average size of changes lately read), it simply rejoins the fan-out, whose
+ * next query starts at the lowest cursor of its sessions and serves it with
+ * everyone else (the sessions already further on get their new changes in
+ * that answer, or at worst in the round run at once after it).  That is the
+ * common case under a heavy push load, where every subscriber of a busy
+ * group falls behind at about the same cursor, about one round behind: one
+ * query for all of them instead of one each.  Otherwise (far behind, or
+ * sending a snapshot) it is served by its own backlog queries, a page at a
+ * time, so that one laggard does not hold the fan-out back for long.
+ */
+static void
+catch_up(sl_sess *s)
+{
+	uint64_t gap = fo.cursor > s->cursor ? fo.cursor - s->cursor : 0;
+	if (!s->snapshotting && s->cursor > 0 && chg_len_avg > 0 &&
+	    gap <= sl_gw.cfg.send_queue_bytes / 2 / chg_len_avg) {
+		sl_gw_log("session %llu client_id=%s: drained; rejoining the fan-out at cursor %llu",
+		          (unsigned long long) s->id, s->client_id, (unsigned long long) s->cursor);
+		go_live(s);
+	} else
+		backlog_next(s); /* catch up by cursor, then live again */
+}
 
 static int
 on_writeable(sl_sess *s, struct lws *wsi)
@@ -1700,17 +1863,21 @@ on_writeable(sl_sess *s, struct lws *wsi)
 			lws_callback_on_writable(wsi);
 		return 0;
 	}
+	merge_changes(s);
 	sl_out *o = s->q_head;
 	if (o) {
 		s->q_head = o->next;
 		if (!s->q_head)
 			s->q_tail = NULL;
+		if (s->q_ctl == o)
+			s->q_ctl = NULL;
 		s->q_bytes -= o->buf->len;
 		if (o->round && o->round == fo.round)
 			fanout_sent_one();
 		/* lws writes the frame header into the headroom: the same bytes for
 		 * every session sharing the buffer (same length, server frames are
 		 * not masked), and lws copies what the socket does not take. */
+		fo.n_writes++;
 		int n = lws_write(wsi, o->buf->data + LWS_PRE, o->buf->len, LWS_WRITE_TEXT);
 		size_t want = o->buf->len;
 		buf_unref(o->buf);
@@ -1723,7 +1890,7 @@ on_writeable(sl_sess *s, struct lws *wsi)
 			rx_flow(s);
 		if (s->behind && !s->backlog_busy) {
 			s->behind = false;
-			backlog_next(s); /* catch up by cursor, then live again */
+			catch_up(s);
 		}
 	}
 	if (s->q_head) {
