@@ -912,6 +912,23 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 }
 
 /*
+ * The hash of a row of a frame's row map: FNV-1a, as sls_hash would give
+ * for the bytes table NUL row, without building them.  Cannot fail.
+ */
+static uint64_t
+row_hash(const char *table, const char *row)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (const unsigned char *p = (const unsigned char *) table; *p; p++)
+		h = (h ^ *p) * UINT64_C(1099511628211);
+	h *= UINT64_C(1099511628211); /* the NUL between them */
+	for (const unsigned char *p = (const unsigned char *) row; *p; p++)
+		h = (h ^ *p) * UINT64_C(1099511628211);
+	return h;
+}
+
+/*
  * Reads a changes frame with jansson, when jscan.c declined it: f's strings
  * are borrowed from f->json.  SL_OK, SL_EINVAL (malformed), SL_ENOMEM; f is
  * freed by the caller either way.
@@ -949,7 +966,8 @@ int
 sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
 	sls_frame f;
-	sls_hmap rows = {0};         /* table NUL row -> frame_row* (borrowed from rv) */
+	uint32_t *slot = NULL;       /* the row map: 1 + an index into rv, 0 for an empty slot */
+	size_t mask = 0;             /* the row map's size, less one (a power of two) */
 	frame_row *rv = NULL;        /* the rows, in the order first touched */
 	frame_row **owner = NULL;    /* the row of each change; NULL for one at or below the cursor */
 	sbuf fb = {0}, cb = {0};     /* the fast way's texts */
@@ -973,14 +991,17 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
-	if (sls_hmap_reserve(&rows, f.n) != SL_OK) {
+	/* At most half full: f.n rows at most, in at least 2 * f.n slots. */
+	for (mask = 15; mask < 2 * f.n; mask = mask * 2 + 1)
+		;
+	if (f.n > UINT32_MAX / 4 || (slot = calloc(mask + 1, sizeof(*slot))) == NULL) {
 		free(rv);
 		free(owner);
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
-		sls_hmap_free(&rows, NULL);
+		free(slot);
 		sls_frame_free(&f);
 		free(rv);
 		free(owner);
@@ -991,47 +1012,29 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	last = s->cursor;
 	for (i = 0; i < f.n; i++) {
 		const sls_change *c = &f.v[i];
-		uint64_t hash;
-		char stack[256], *key;
-		size_t lt, lr, klen;
+		size_t k;
 		frame_row *fr;
 
 		if (c->seq <= last)
 			continue; /* already applied */
 		last = c->seq;
 		(void) sl_hlc_observe(&s->clock, c->hlc_v, sls_wall_ms()); /* a skewed clock is only counted */
-		lt = strlen(c->table);
-		lr = strlen(c->row);
-		klen = lt + 1 + lr;
-		key = klen <= sizeof(stack) ? stack : malloc(klen);
-		if (key == NULL) {
-			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
-			goto done;
+		/* The row's slot: linear probing from its hash, the strings compared in place. */
+		for (k = (size_t) row_hash(c->table, c->row) & mask; slot[k] != 0; k = (k + 1) & mask) {
+			fr = &rv[slot[k] - 1];
+			if (strcmp(fr->row, c->row) == 0 && strcmp(fr->table, c->table) == 0)
+				break;
 		}
-		memcpy(key, c->table, lt + 1);
-		memcpy(key + lt + 1, c->row, lr);
-		hash = sls_hash(key, klen);
-		if ((fr = sls_hmap_get(&rows, key, klen, hash)) == NULL) {
-			fr = &rv[n_rows];
-			if (sls_hmap_put(&rows, key, klen, hash, fr) != SL_OK) {
-				fr = NULL;
-				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
-			} else {
-				fr->table = c->table;
-				fr->row = c->row;
-				fr->first = c;
-				n_rows++;
-			}
+		if (slot[k] == 0) {
+			fr = &rv[n_rows++];
+			slot[k] = (uint32_t) n_rows;
+			fr->table = c->table;
+			fr->row = c->row;
+			fr->first = c;
 		}
-		if (key != stack)
-			free(key);
-		if (fr != NULL) {
-			owner[i] = fr;
-			fr->n++;
-		}
-		if (rc == SL_OK && c->op_id != NULL)
-			rc = sls_outbox_remove(s, c->op_id);
-		if (rc != SL_OK)
+		owner[i] = fr;
+		fr->n++;
+		if (c->op_id != NULL && (rc = sls_outbox_remove(s, c->op_id)) != SL_OK)
 			goto done;
 	}
 	/* The fast way's confirmed state, for the rows it can take. */
@@ -1093,7 +1096,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	rc = sls_save_clock(s);
 done:
 	sls_release(s, ins);
-	sls_hmap_free(&rows, NULL);
+	free(slot);
 	for (i = 0; i < n_rows; i++)
 		sl_row_clear(&rv[i].conf);
 	free(rv);

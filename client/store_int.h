@@ -226,7 +226,6 @@ json_t *sls_table_def(sl_store *s, const char *table);
 uint64_t sls_hash(const char *p, size_t n);
 void *sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 int sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val);
-int sls_hmap_reserve(sls_hmap *m, size_t n);
 void *sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 void sls_hmap_free(sls_hmap *m, void (*free_val)(void *));
 int sls_reload(sl_store *s);
