@@ -191,15 +191,35 @@ static const bool plain[256] = {
  * jansson refuses (control character, bad escape, \u0000, lone surrogate,
  * bad UTF-8, no closing quote).
  */
-static bool
+static bool scan_str_rest(scan *s, char *start, char *r, char **out, size_t *len);
+
+static inline bool
 scan_str(scan *s, char **out, size_t *len)
 {
-	char *r = s->p + 1, *w, *start = r;
+	char *start = s->p + 1, *r = start;
 
-	/* The common run first: printable ASCII, nothing to unescape or move. */
+	/* The common string: a run of printable ASCII, then the closing quote. */
 	while (plain[(unsigned char) *r])
 		r++;
-	w = r;
+	if (*r != '"')
+		return scan_str_rest(s, start, r, out, len);
+	*r = '\0';
+	s->p = r + 1;
+	*out = start;
+	*len = (size_t) (r - start);
+	return true;
+}
+
+/*
+ * scan_str's general way, out of line (its common case is inline in each
+ * caller): the string at start, whose plain run ends at r, unescaped in
+ * place from r on.  As scan_str.
+ */
+static bool
+scan_str_rest(scan *s, char *start, char *r, char **out, size_t *len)
+{
+	char *w = r;
+
 	for (;;) {
 		unsigned char c = (unsigned char) *r;
 
@@ -713,11 +733,14 @@ scan_change(scan *s, sls_frame *f, sls_change *c)
 		if (!have[m] || v[m].type != JV_STRING)
 			return false;
 	}
-	if (strcmp(v[M_KIND].str, "delete") == 0)
-		c->is_delete = true;
-	else if (strcmp(v[M_KIND].str, "upsert") != 0)
+	if (v[M_KIND].len != 6)
 		return false;
-	if (sl_hlc_parse(v[M_HLC].str, &h) != SL_OK || v[M_CID].len == 0 || v[M_CID].len > 64)
+	if (memcmp(v[M_KIND].str, "delete", 6) == 0)
+		c->is_delete = true;
+	else if (memcmp(v[M_KIND].str, "upsert", 6) != 0)
+		return false;
+	if (sl_hlc_parse_n(v[M_HLC].str, v[M_HLC].len, &h) != SL_OK || v[M_CID].len == 0 ||
+	    v[M_CID].len > 64)
 		return false;
 	c->hlc_v = h;
 	c->seq = (uint64_t) v[M_SEQ].i;
