@@ -779,28 +779,33 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 
 	*inserted = false;
 	fb->len = cb->len = 0;
-	/* fb: the clock entry, ["hlc","client_id"], then the fields text; cb: the clocks text. */
-	sls_sb_add(fb, "[", 1);
-	sls_sb_jstr(fb, c->hlc, strlen(c->hlc));
-	sls_sb_add(fb, ",", 1);
+	/* fb: the clock entry, ["hlc","client_id"], then the fields text; cb: the
+	 * clocks text.  The clock is 16 hex digits (its reader parsed it), which
+	 * JSON writes as they are. */
+	sls_sb_add(fb, "[\"", 2);
+	sls_sb_add(fb, c->hlc, SL_HLC_TEXT_LEN);
+	sls_sb_add(fb, "\",", 2);
 	sls_sb_jstr(fb, c->client_id, strlen(c->client_id));
 	sls_sb_add(fb, "]", 1);
 	clock_len = fb->len;
 	sls_sb_add(fb, "{", 1);
 	sls_sb_add(cb, "{", 1);
 	for (size_t k = 0; k < c->nf && !fb->oom; k++) {
-		size_t nl = strlen(name[k]);
+		size_t at;
 
 		if (k > 0) {
 			sls_sb_add(fb, ",", 1);
 			sls_sb_add(cb, ",", 1);
 		}
-		sls_sb_jstr(fb, name[k], nl);
+		/* The name as JSON and its colon, written once, copied into cb. */
+		at = fb->len;
+		sls_sb_jstr(fb, name[k], strlen(name[k]));
 		sls_sb_add(fb, ":", 1);
-		sls_sb_scalar(fb, &val[k]);
-		sls_sb_jstr(cb, name[k], nl);
-		sls_sb_add(cb, ":", 1);
+		if (fb->oom)
+			break;
+		sls_sb_add(cb, fb->p + at, fb->len - at);
 		sls_sb_add(cb, fb->p, clock_len);
+		sls_sb_scalar(fb, &val[k]);
 	}
 	sls_sb_add(fb, "}", 1);
 	sls_sb_add(cb, "}", 1);
