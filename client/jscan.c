@@ -804,6 +804,21 @@ sls_change_fields(const sls_frame *f, const sls_change *c, json_t **out)
 	return SL_OK;
 }
 
+/* Sizes f's empty arrays for a text of len bytes (above).  False when out of memory. */
+static bool
+frame_reserve(sls_frame *f, size_t len)
+{
+	size_t n = len / 128 + 16, nfv = len / 64 + 16;
+
+	if ((f->v = malloc(n * sizeof(*f->v))) == NULL ||
+	    (f->fname = malloc(nfv * sizeof(*f->fname))) == NULL ||
+	    (f->fval = malloc(nfv * sizeof(*f->fval))) == NULL)
+		return false; /* sls_frame_free frees what was made */
+	f->cap = n;
+	f->capfv = nfv;
+	return true;
+}
+
 /* Appends a zeroed change to f; NULL when out of memory. */
 static sls_change *
 frame_push(sls_frame *f)
@@ -832,6 +847,11 @@ sls_scan_changes(const char *text, sls_frame *f)
 	if (text == NULL || copy_text(text, NULL, 0, &heap) == NULL)
 		return false;
 	f->text = heap;
+	/* Room for the changes and fields a text this long commonly holds (a
+	 * change takes over 128 bytes, a field over 64), so that a common frame
+	 * is read without growing the arrays; a denser one grows them. */
+	if (!frame_reserve(f, strlen(heap)))
+		goto decline;
 	s.p = heap;
 	skip_ws(&s);
 	if (!open_object(&s, &more))
