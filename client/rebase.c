@@ -247,9 +247,13 @@ write_stmt(sl_store *s, write_mode mode, const char *table, const char *pk, cons
 	e->klen = klen;
 	e->st = st;
 	s->wsql_next = (s->wsql_next + 1) % SLS_WSQL;
+	s->wsql_made++;
 	*out = st;
 	return SL_OK;
 }
+
+static int write_cols_with(sl_store *s, sqlite3_stmt *st, const char *table, const char *pk,
+                           const char *row, const wcols *w, write_mode mode, bool *updated);
 
 /*
  * Writes the columns w as row of table: WRITE_REPLACE replaces the row with
@@ -261,7 +265,7 @@ write_cols(sl_store *s, const char *table, const char *pk, const char *row, cons
            write_mode mode, bool *updated)
 {
 	sqlite3_stmt *st = NULL;
-	int i, rc;
+	int rc;
 
 	if (updated)
 		*updated = true;
@@ -269,6 +273,21 @@ write_cols(sl_store *s, const char *table, const char *pk, const char *row, cons
 		return SL_OK;
 	if ((rc = write_stmt(s, mode, table, pk, w, &st)) != SL_OK)
 		return rc;
+	return write_cols_with(s, st, table, pk, row, w, mode, updated);
+}
+
+/*
+ * write_cols with st, the statement write_stmt gives for its shape (taken
+ * by the caller, which may keep it while s->wsql_made is unchanged).
+ */
+static int
+write_cols_with(sl_store *s, sqlite3_stmt *st, const char *table, const char *pk, const char *row,
+                const wcols *w, write_mode mode, bool *updated)
+{
+	int i, rc = SL_OK;
+
+	if (updated)
+		*updated = true;
 	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
 	i = 1;
 	if (mode == WRITE_REPLACE)
@@ -844,6 +863,8 @@ typedef struct col_memo {
 	size_t n;
 	const char *name[16];
 	bool col[16];
+	sqlite3_stmt *st;        /* the shape's write (write_stmt's, borrowed), or NULL */
+	uint64_t made;           /* s->wsql_made when st was taken: st is valid while it is unchanged */
 } col_memo;
 
 /*
@@ -859,6 +880,7 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 	const char *stk_name[16], **name = stk_name, *pk;
 	sls_scalar stk_val[16], *val = stk_val;
 	json_t *def, *cols;
+	sqlite3_stmt *st = NULL;
 	bool same;
 	wcols w;
 	int rc;
@@ -878,6 +900,7 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 		same = strcmp(memo->name[k], f->fname[c->foff + k]) == 0;
 	if (!same && c->nf <= 16) {
 		memo->shape_def = def;
+		memo->st = NULL;
 		memo->n = c->nf;
 		for (size_t k = 0; k < c->nf; k++) {
 			const char *nm = f->fname[c->foff + k];
@@ -908,7 +931,15 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 		name[w.n] = nm;
 		val[w.n++] = f->fval[c->foff + k];
 	}
-	rc = write_cols(s, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
+	/* The shape's statement, kept while no other shape's replaced it in s->wsql. */
+	if (same && memo->st != NULL && memo->made == s->wsql_made)
+		st = memo->st;
+	else if ((rc = write_stmt(s, WRITE_REPLACE, c->table, pk, &w, &st)) == SL_OK && same) {
+		memo->st = st;
+		memo->made = s->wsql_made;
+	}
+	if (st != NULL)
+		rc = write_cols_with(s, st, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
 	if (name != stk_name) {
 		free(name);
 		free(val);

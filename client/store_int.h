@@ -93,6 +93,7 @@ struct sl_store {
 		sqlite3_stmt *st;      /* owned; reset after each use */
 	} wsql[SLS_WSQL];
 	int wsql_next;             /* the entry to replace next */
+	uint64_t wsql_made;        /* statements ever prepared into wsql: unchanged, none was replaced */
 	struct cached {            /* prepared statements kept for reuse, by SQL text */
 		char *sql;             /* owned */
 		const char *src;       /* the constant it was prepared from (sls_prep_const), or NULL */
