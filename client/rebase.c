@@ -247,9 +247,13 @@ write_stmt(sl_store *s, write_mode mode, const char *table, const char *pk, cons
 	e->klen = klen;
 	e->st = st;
 	s->wsql_next = (s->wsql_next + 1) % SLS_WSQL;
+	s->wsql_made++;
 	*out = st;
 	return SL_OK;
 }
+
+static int write_cols_with(sl_store *s, sqlite3_stmt *st, const char *table, const char *pk,
+                           const char *row, const wcols *w, write_mode mode, bool *updated);
 
 /*
  * Writes the columns w as row of table: WRITE_REPLACE replaces the row with
@@ -261,7 +265,7 @@ write_cols(sl_store *s, const char *table, const char *pk, const char *row, cons
            write_mode mode, bool *updated)
 {
 	sqlite3_stmt *st = NULL;
-	int i, rc;
+	int rc;
 
 	if (updated)
 		*updated = true;
@@ -269,6 +273,21 @@ write_cols(sl_store *s, const char *table, const char *pk, const char *row, cons
 		return SL_OK;
 	if ((rc = write_stmt(s, mode, table, pk, w, &st)) != SL_OK)
 		return rc;
+	return write_cols_with(s, st, table, pk, row, w, mode, updated);
+}
+
+/*
+ * write_cols with st, the statement write_stmt gives for its shape (taken
+ * by the caller, which may keep it while s->wsql_made is unchanged).
+ */
+static int
+write_cols_with(sl_store *s, sqlite3_stmt *st, const char *table, const char *pk, const char *row,
+                const wcols *w, write_mode mode, bool *updated)
+{
+	int i, rc = SL_OK;
+
+	if (updated)
+		*updated = true;
 	/* The row is the first parameter of an INSERT, the last of an UPDATE. */
 	i = 1;
 	if (mode == WRITE_REPLACE)
@@ -779,28 +798,33 @@ confirmed_insert_new(sl_store *s, const sls_frame *f, const sls_change *c, sbuf 
 
 	*inserted = false;
 	fb->len = cb->len = 0;
-	/* fb: the clock entry, ["hlc","client_id"], then the fields text; cb: the clocks text. */
-	sls_sb_add(fb, "[", 1);
-	sls_sb_jstr(fb, c->hlc, strlen(c->hlc));
-	sls_sb_add(fb, ",", 1);
+	/* fb: the clock entry, ["hlc","client_id"], then the fields text; cb: the
+	 * clocks text.  The clock is 16 hex digits (its reader parsed it), which
+	 * JSON writes as they are. */
+	sls_sb_add(fb, "[\"", 2);
+	sls_sb_add(fb, c->hlc, SL_HLC_TEXT_LEN);
+	sls_sb_add(fb, "\",", 2);
 	sls_sb_jstr(fb, c->client_id, strlen(c->client_id));
 	sls_sb_add(fb, "]", 1);
 	clock_len = fb->len;
 	sls_sb_add(fb, "{", 1);
 	sls_sb_add(cb, "{", 1);
 	for (size_t k = 0; k < c->nf && !fb->oom; k++) {
-		size_t nl = strlen(name[k]);
+		size_t at;
 
 		if (k > 0) {
 			sls_sb_add(fb, ",", 1);
 			sls_sb_add(cb, ",", 1);
 		}
-		sls_sb_jstr(fb, name[k], nl);
+		/* The name as JSON and its colon, written once, copied into cb. */
+		at = fb->len;
+		sls_sb_jstr(fb, name[k], strlen(name[k]));
 		sls_sb_add(fb, ":", 1);
-		sls_sb_scalar(fb, &val[k]);
-		sls_sb_jstr(cb, name[k], nl);
-		sls_sb_add(cb, ":", 1);
+		if (fb->oom)
+			break;
+		sls_sb_add(cb, fb->p + at, fb->len - at);
 		sls_sb_add(cb, fb->p, clock_len);
+		sls_sb_scalar(fb, &val[k]);
 	}
 	sls_sb_add(fb, "}", 1);
 	sls_sb_add(cb, "}", 1);
@@ -839,6 +863,8 @@ typedef struct col_memo {
 	size_t n;
 	const char *name[16];
 	bool col[16];
+	sqlite3_stmt *st;        /* the shape's write (write_stmt's, borrowed), or NULL */
+	uint64_t made;           /* s->wsql_made when st was taken: st is valid while it is unchanged */
 } col_memo;
 
 /*
@@ -854,6 +880,7 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 	const char *stk_name[16], **name = stk_name, *pk;
 	sls_scalar stk_val[16], *val = stk_val;
 	json_t *def, *cols;
+	sqlite3_stmt *st = NULL;
 	bool same;
 	wcols w;
 	int rc;
@@ -873,6 +900,7 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 		same = strcmp(memo->name[k], f->fname[c->foff + k]) == 0;
 	if (!same && c->nf <= 16) {
 		memo->shape_def = def;
+		memo->st = NULL;
 		memo->n = c->nf;
 		for (size_t k = 0; k < c->nf; k++) {
 			const char *nm = f->fname[c->foff + k];
@@ -903,12 +931,37 @@ visible_write_new(sl_store *s, const sls_frame *f, const sls_change *c, col_memo
 		name[w.n] = nm;
 		val[w.n++] = f->fval[c->foff + k];
 	}
-	rc = write_cols(s, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
+	/* The shape's statement, kept while no other shape's replaced it in s->wsql. */
+	if (same && memo->st != NULL && memo->made == s->wsql_made)
+		st = memo->st;
+	else if ((rc = write_stmt(s, WRITE_REPLACE, c->table, pk, &w, &st)) == SL_OK && same) {
+		memo->st = st;
+		memo->made = s->wsql_made;
+	}
+	if (st != NULL)
+		rc = write_cols_with(s, st, c->table, pk, c->row, &w, WRITE_REPLACE, NULL);
 	if (name != stk_name) {
 		free(name);
 		free(val);
 	}
 	return rc;
+}
+
+/*
+ * The hash of a row of a frame's row map: FNV-1a, as sls_hash would give
+ * for the bytes table NUL row, without building them.  Cannot fail.
+ */
+static uint64_t
+row_hash(const char *table, const char *row)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (const unsigned char *p = (const unsigned char *) table; *p; p++)
+		h = (h ^ *p) * UINT64_C(1099511628211);
+	h *= UINT64_C(1099511628211); /* the NUL between them */
+	for (const unsigned char *p = (const unsigned char *) row; *p; p++)
+		h = (h ^ *p) * UINT64_C(1099511628211);
+	return h;
 }
 
 /*
@@ -949,7 +1002,8 @@ int
 sl_store_apply_changes(sl_store *s, const char *frame_json)
 {
 	sls_frame f;
-	sls_hmap rows = {0};         /* table NUL row -> frame_row* (borrowed from rv) */
+	uint32_t *slot = NULL;       /* the row map: 1 + an index into rv, 0 for an empty slot */
+	size_t mask = 0;             /* the row map's size, less one (a power of two) */
 	frame_row *rv = NULL;        /* the rows, in the order first touched */
 	frame_row **owner = NULL;    /* the row of each change; NULL for one at or below the cursor */
 	sbuf fb = {0}, cb = {0};     /* the fast way's texts */
@@ -973,14 +1027,17 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
-	if (sls_hmap_reserve(&rows, f.n) != SL_OK) {
+	/* At most half full: f.n rows at most, in at least 2 * f.n slots. */
+	for (mask = 15; mask < 2 * f.n; mask = mask * 2 + 1)
+		;
+	if (f.n > UINT32_MAX / 4 || (slot = calloc(mask + 1, sizeof(*slot))) == NULL) {
 		free(rv);
 		free(owner);
 		sls_frame_free(&f);
 		return sls_seterr(s, SL_ENOMEM, "out of memory");
 	}
 	if ((rc = sls_tx_begin(s, &sv)) != SL_OK) {
-		sls_hmap_free(&rows, NULL);
+		free(slot);
 		sls_frame_free(&f);
 		free(rv);
 		free(owner);
@@ -991,47 +1048,29 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	last = s->cursor;
 	for (i = 0; i < f.n; i++) {
 		const sls_change *c = &f.v[i];
-		uint64_t hash;
-		char stack[256], *key;
-		size_t lt, lr, klen;
+		size_t k;
 		frame_row *fr;
 
 		if (c->seq <= last)
 			continue; /* already applied */
 		last = c->seq;
 		(void) sl_hlc_observe(&s->clock, c->hlc_v, sls_wall_ms()); /* a skewed clock is only counted */
-		lt = strlen(c->table);
-		lr = strlen(c->row);
-		klen = lt + 1 + lr;
-		key = klen <= sizeof(stack) ? stack : malloc(klen);
-		if (key == NULL) {
-			rc = sls_seterr(s, SL_ENOMEM, "out of memory");
-			goto done;
+		/* The row's slot: linear probing from its hash, the strings compared in place. */
+		for (k = (size_t) row_hash(c->table, c->row) & mask; slot[k] != 0; k = (k + 1) & mask) {
+			fr = &rv[slot[k] - 1];
+			if (strcmp(fr->row, c->row) == 0 && strcmp(fr->table, c->table) == 0)
+				break;
 		}
-		memcpy(key, c->table, lt + 1);
-		memcpy(key + lt + 1, c->row, lr);
-		hash = sls_hash(key, klen);
-		if ((fr = sls_hmap_get(&rows, key, klen, hash)) == NULL) {
-			fr = &rv[n_rows];
-			if (sls_hmap_put(&rows, key, klen, hash, fr) != SL_OK) {
-				fr = NULL;
-				rc = sls_seterr(s, SL_ENOMEM, "out of memory");
-			} else {
-				fr->table = c->table;
-				fr->row = c->row;
-				fr->first = c;
-				n_rows++;
-			}
+		if (slot[k] == 0) {
+			fr = &rv[n_rows++];
+			slot[k] = (uint32_t) n_rows;
+			fr->table = c->table;
+			fr->row = c->row;
+			fr->first = c;
 		}
-		if (key != stack)
-			free(key);
-		if (fr != NULL) {
-			owner[i] = fr;
-			fr->n++;
-		}
-		if (rc == SL_OK && c->op_id != NULL)
-			rc = sls_outbox_remove(s, c->op_id);
-		if (rc != SL_OK)
+		owner[i] = fr;
+		fr->n++;
+		if (c->op_id != NULL && (rc = sls_outbox_remove(s, c->op_id)) != SL_OK)
 			goto done;
 	}
 	/* The fast way's confirmed state, for the rows it can take. */
@@ -1093,7 +1132,7 @@ sl_store_apply_changes(sl_store *s, const char *frame_json)
 	rc = sls_save_clock(s);
 done:
 	sls_release(s, ins);
-	sls_hmap_free(&rows, NULL);
+	free(slot);
 	for (i = 0; i < n_rows; i++)
 		sl_row_clear(&rv[i].conf);
 	free(rv);

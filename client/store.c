@@ -332,24 +332,6 @@ sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash)
 	return m->e[hmap_slot(m, key, klen, hash)].val;
 }
 
-/* An empty m made room for n keys without growing.  SL_OK or SL_ENOMEM (m unchanged). */
-int
-sls_hmap_reserve(sls_hmap *m, size_t n)
-{
-	size_t cap = 64;
-	sls_hent *e;
-
-	if (m->cap != 0 || m->n != 0)
-		return SL_OK;
-	while ((n + 1) * 4 > cap * 3)
-		cap *= 2;
-	if ((e = calloc(cap, sizeof(*e))) == NULL)
-		return SL_ENOMEM;
-	m->e = e;
-	m->cap = cap;
-	return SL_OK;
-}
-
 /* Sets key (copied) to val, replacing any value.  SL_OK or SL_ENOMEM (m unchanged). */
 int
 sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val)

@@ -93,6 +93,7 @@ struct sl_store {
 		sqlite3_stmt *st;      /* owned; reset after each use */
 	} wsql[SLS_WSQL];
 	int wsql_next;             /* the entry to replace next */
+	uint64_t wsql_made;        /* statements ever prepared into wsql: unchanged, none was replaced */
 	struct cached {            /* prepared statements kept for reuse, by SQL text */
 		char *sql;             /* owned */
 		const char *src;       /* the constant it was prepared from (sls_prep_const), or NULL */
@@ -226,7 +227,6 @@ json_t *sls_table_def(sl_store *s, const char *table);
 uint64_t sls_hash(const char *p, size_t n);
 void *sls_hmap_get(const sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 int sls_hmap_put(sls_hmap *m, const char *key, size_t klen, uint64_t hash, void *val);
-int sls_hmap_reserve(sls_hmap *m, size_t n);
 void *sls_hmap_del(sls_hmap *m, const char *key, size_t klen, uint64_t hash);
 void sls_hmap_free(sls_hmap *m, void (*free_val)(void *));
 int sls_reload(sl_store *s);
