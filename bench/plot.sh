@@ -53,6 +53,7 @@ for subs in 100 1000 5000; do
 		>>"$tmp/fanout.dat"
 	n=$((n + 1))
 done
+printf '1000 15\n5000 100\n' >"$tmp/fanout-target.dat"
 if ((n > 0)); then
 	gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,11" noenhanced
@@ -68,7 +69,8 @@ set key top left
 plot "$tmp/fanout.dat" using 1:5:6:7 with yerrorlines lw 2 pt 7 title "synclog-gateway p99", \
      "" using 1:2:3:4 with yerrorlines lw 2 pt 5 title "synclog-gateway p50", \
      "" using 1:9 with linespoints lw 2 dt 2 pt 6 title "bare libwebsockets broadcast p99", \
-     "" using 1:8 with linespoints lw 2 dt 2 pt 4 title "bare libwebsockets broadcast p50"
+     "" using 1:8 with linespoints lw 2 dt 2 pt 4 title "bare libwebsockets broadcast p50", \
+     "$tmp/fanout-target.dat" using 1:2 with points pt 3 ps 2.5 lc rgb "red" title "target p99 (issue 4)"
 EOF
 	echo "plot: $out/fanout.png"
 fi
@@ -87,7 +89,11 @@ if [[ -s $tmp/push.dat ]]; then
 	[[ -s $tmp/gwpush.dat ]] &&
 		gwplot=", \"$tmp/gwpush.dat\" using 1:2:3:4 with yerrorbars lw 2 pt 9 ps 1.5 title \"through the gateway (batch 10)\""
 	baseplot=""
-	[[ -n $base ]] && baseplot=", $base with lines lw 2 dt 2 title \"pgbench single-row INSERT (baseline)\""
+	if [[ -n $base ]]; then
+		baseplot=", $base with lines lw 2 dt 2 title \"pgbench single-row INSERT (baseline)\""
+		awk -v b="$base" 'BEGIN {printf "1 %f\n100 %f\n", 0.5 * b, 10 * b}' >"$tmp/push-target.dat"
+		baseplot+=", \"$tmp/push-target.dat\" using 1:2 with points pt 3 ps 2.5 lc rgb \"red\" title \"target (0.5x at batch 1, 10x at batch 100)\""
+	fi
 	gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,11" noenhanced
 set output "$out/push.png"
