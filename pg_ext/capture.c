@@ -196,7 +196,7 @@ sl_capture_row(SlTable *t, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
 
 	sl_uuid_text(id);
 	sl_record_op(id, t->name, row, grp, false,
-				 sl_tuple_jsonb(newtup, desc, oldtup ? changed : NULL),
+				 sl_tuple_jsonb(t->owner, newtup, desc, oldtup ? changed : NULL),
 				 hlc, SL_SERVER_CLIENT);
 }
 
@@ -233,6 +233,11 @@ synclog_capture(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "synclog: SPI_connect failed");
 	t = sl_table_by_relid(RelationGetRelid(rel));
+	if (t != NULL && t->unusable)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", t->unusable),
+				 errhint("Change the column back to a type synclog.track accepts, or call synclog.untrack.")));
 	if (t != NULL)
 	{
 		TupleDesc	desc = RelationGetDescr(rel);

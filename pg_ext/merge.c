@@ -340,7 +340,7 @@ insert_ops(List *rows)
 			nulls[3] = 'n';
 		rc = SPI_execute_plan(sl_plan("INSERT INTO synclog.ops "
 									  "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
-									  "VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)",
+									  "VALUES ($1::pg_catalog.uuid, $2, $3, $4, $5, $6, $7, $8)",
 									  8, types1),
 							  args, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
@@ -351,8 +351,10 @@ insert_ops(List *rows)
 	/* local_id is drawn row by row in ordinality order, the order recorded. */
 	rc = SPI_execute_plan(sl_plan("INSERT INTO synclog.ops "
 								  "(op_id, table_name, row_id, grp, kind, fields, hlc, client_id) "
-								  "SELECT o::uuid, t, r, g, k, f, h, c "
-								  "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+								  "SELECT o::pg_catalog.uuid, t, r, g, k, f, h, c "
+								  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+								  "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+								  "pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8)) "
 								  "WITH ORDINALITY AS u(o, t, r, g, k, f, h, c, n) ORDER BY n",
 								  8, argtypes),
 						  args, NULL, false, 0);
@@ -439,7 +441,8 @@ sl_meta_lock(SlTable *t, const char *row, char **grp, Jsonb **clocks, bool *dele
 	bool		isnull;
 
 	plan = sl_plan("SELECT grp, clocks, deleted, tomb_groups FROM synclog.row_meta "
-				   "WHERE tbl = $1::regclass AND row_id = $2 FOR UPDATE",
+				   "WHERE tbl OPERATOR(pg_catalog.=) $1::pg_catalog.regclass "
+				   "AND row_id OPERATOR(pg_catalog.=) $2 FOR UPDATE",
 				   2, argtypes);
 	if (SPI_execute_plan(plan, args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "synclog: row metadata lookup failed");
@@ -494,7 +497,7 @@ sl_meta_create(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool
 	else
 		nulls[5] = 'n';
 	plan = sl_plan("INSERT INTO synclog.row_meta (tbl, row_id, grp, clocks, deleted, tomb_groups) "
-				   "VALUES ($1::regclass, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+				   "VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
 				   6, argtypes);
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "synclog: row metadata insert failed");
@@ -524,11 +527,14 @@ sl_meta_update(SlTable *t, const char *row, const char *grp, Jsonb *clocks, bool
 	else
 		nulls[5] = 'n';
 	plan = sl_plan("UPDATE synclog.row_meta SET clocks = $3, deleted = $4, grp = $5, tomb_groups = $6 "
-				   "WHERE tbl = $1::regclass AND row_id = $2",
+				   "WHERE tbl OPERATOR(pg_catalog.=) $1::pg_catalog.regclass "
+				   "AND row_id OPERATOR(pg_catalog.=) $2",
 				   6, argtypes);
 	if (SPI_execute_plan(plan, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "synclog: row metadata update failed");
 }
+
+static Jsonb *app_write_as_owner(SlTable *t, const char *row, List *list, bool insert);
 
 static Datum
 pk_datum(SlTable *t, const char *row)
@@ -541,18 +547,26 @@ pk_datum(SlTable *t, const char *row)
 	return OidInputFunctionCall(infunc, (char *) row, ioparam, t->pk_typmod);
 }
 
-/* Deletes the application row, if there is one. */
+/*
+ * Deletes the application row, if there is one, as the table's owner
+ * (sl_as_owner_begin): its triggers and policies are the owner's code.
+ */
 void
 sl_app_delete(SlTable *t, const char *row)
 {
 	StringInfoData sql;
 	Datum		arg = pk_datum(t, row);
+	SlAsOwner	save;
+	int			rc;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "DELETE FROM %s WHERE %s = $1",
+	appendStringInfo(&sql, "DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
 					 t->qualname, quote_identifier(t->pk_column));
 	sl_push_writing(t, row);
-	if (SPI_execute_plan(sl_plan(sql.data, 1, &t->pk_type), &arg, NULL, false, 0) != SPI_OK_DELETE)
+	sl_as_owner_begin(t->owner, &save);
+	rc = SPI_execute_plan(sl_plan(sql.data, 1, &t->pk_type), &arg, NULL, false, 0);
+	sl_as_owner_end(&save);
+	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "synclog: delete from %s failed", t->qualname);
 	sl_push_writing(NULL, NULL);
 }
@@ -560,9 +574,25 @@ sl_app_delete(SlTable *t, const char *row)
 /*
  * Inserts (when insert) or updates the application row with the fields in
  * list, returning the whole row as JSON, or NULL when an update found no row.
+ * Runs as the table's owner (sl_as_owner_begin): converting the values
+ * (domain checks), the write itself (triggers, defaults, checks, generated
+ * columns, index expressions, policies) and rendering the row (casts to
+ * json) run the owner's code, never with synclog's rights.
  */
 static Jsonb *
 app_write(SlTable *t, const char *row, List *list, bool insert)
+{
+	SlAsOwner	save;
+	Jsonb	   *result;
+
+	sl_as_owner_begin(t->owner, &save);
+	result = app_write_as_owner(t, row, list, insert);
+	sl_as_owner_end(&save);
+	return result;
+}
+
+static Jsonb *
+app_write_as_owner(SlTable *t, const char *row, List *list, bool insert)
 {
 	StringInfoData sql;
 	int			n = list_length(list) + 1;
@@ -610,9 +640,9 @@ app_write(SlTable *t, const char *row, List *list, bool insert)
 		foreach(lc, list)
 			appendStringInfo(&sql, "%s%s = $%d", i > 1 ? ", " : "",
 							 quote_identifier(((SlField *) lfirst(lc))->column), i), i++;
-		appendStringInfo(&sql, " WHERE %s = $%d", quote_identifier(t->pk_column), n);
+		appendStringInfo(&sql, " WHERE %s OPERATOR(pg_catalog.=) $%d", quote_identifier(t->pk_column), n);
 	}
-	appendStringInfo(&sql, " RETURNING to_jsonb(%s)", alias);
+	appendStringInfo(&sql, " RETURNING pg_catalog.to_jsonb(%s)", alias);
 
 	sl_push_writing(t, row);
 	rc = SPI_execute_plan(sl_plan(sql.data, n, argtypes), args, nulls, false, 0);
@@ -651,8 +681,9 @@ op_logged(const char *op_id)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(op_id)};
 
-	if (SPI_execute_plan(sl_plan("SELECT 1 FROM synclog.ops WHERE op_id = $1::uuid "
-								 "UNION ALL SELECT 1 FROM synclog.compacted_ops WHERE op_id = $1::uuid",
+	if (SPI_execute_plan(sl_plan("SELECT 1 FROM synclog.ops WHERE op_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid "
+								 "UNION ALL SELECT 1 FROM synclog.compacted_ops "
+								 "WHERE op_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
 								 1, argtypes), args, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "synclog: op id lookup failed");
 	return SPI_processed > 0;
@@ -697,6 +728,13 @@ sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code,
 	{
 		reject(code, "unknown_table");
 		appendStringInfo(msg, "table \"%s\" is not tracked by synclog", op->table);
+		return SL_REJECTED;
+	}
+	if (t->unusable)
+	{
+		/* A key or group column altered to a type track() refuses. */
+		reject(code, "invalid_op");
+		appendStringInfoString(msg, t->unusable);
 		return SL_REJECTED;
 	}
 

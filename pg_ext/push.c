@@ -24,6 +24,9 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -37,6 +40,7 @@
 #include "synclog.h"
 
 PG_FUNCTION_INFO_V1(synclog_push);
+PG_FUNCTION_INFO_V1(synclog_push_hash);
 
 /* Set by merge.c while it converts a field, to name it in invalid_value. */
 const char *sl_current_column = NULL;
@@ -207,12 +211,15 @@ parse_op(JsonbValue *elem, SlOp *op, char *idbuf, const char **raw_id,
 	return true;
 }
 
-/* The token's grant, or NULL for an unknown or revoked token. Inside SPI. */
+/*
+ * The grant of the token whose SHA-256 is hash, or NULL for an unknown or
+ * revoked token.  Inside SPI.
+ */
 static SlAuth *
-authenticate(text *token)
+authenticate(bytea *hash)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {PointerGetDatum(token)};
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		args[1] = {PointerGetDatum(hash)};
 	SPIPlanPtr	plan;
 	SlAuth	   *auth;
 	HeapTuple	tup;
@@ -223,7 +230,7 @@ authenticate(text *token)
 	int			n;
 
 	plan = sl_plan("SELECT subject, groups, can_write FROM synclog.tokens "
-				   "WHERE token_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL",
+				   "WHERE token_hash OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL",
 				   1, argtypes);
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "synclog: token lookup failed");
@@ -274,9 +281,11 @@ known_ids(char **ids, int n)
 		return set;
 
 	args[0] = PointerGetDatum(construct_array(elems, m, TEXTOID, -1, false, TYPALIGN_INT));
-	plan = sl_plan("SELECT op_id::text FROM synclog.ops WHERE op_id = ANY ($1::uuid[]) "
+	plan = sl_plan("SELECT op_id::pg_catalog.text FROM synclog.ops "
+				   "WHERE op_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.uuid[]) "
 				   "UNION ALL "
-				   "SELECT op_id::text FROM synclog.compacted_ops WHERE op_id = ANY ($1::uuid[])",
+				   "SELECT op_id::pg_catalog.text FROM synclog.compacted_ops "
+				   "WHERE op_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.uuid[])",
 				   1, argtypes);
 	if (SPI_execute_plan(plan, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "synclog: op id lookup failed");
@@ -495,10 +504,71 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 	return ok;
 }
 
+/*
+ * The SHA-256 of a token's UTF-8 text, as synclog.tokens keeps it (what
+ * sha256(convert_to(token, 'UTF8')) gives in SQL).
+ */
+bytea *
+sl_token_hash(text *token)
+{
+	int			len = VARSIZE_ANY_EXHDR(token);
+	const char *utf8 = pg_server_to_any(VARDATA_ANY(token), len, PG_UTF8);
+	bytea	   *hash = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	/* The input itself when no conversion was needed, else a C string. */
+	if (utf8 != VARDATA_ANY(token))
+		len = strlen(utf8);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) utf8, len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(hash), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "synclog: could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(hash, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return hash;
+}
+
+static Datum push_batch(bytea *hash, FunctionCallInfo fcinfo);
+
+/* synclog.push(token text, client_id text, ops jsonb) → jsonb */
 Datum
 synclog_push(PG_FUNCTION_ARGS)
 {
-	text	   *token;
+	sl_require_preload();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("synclog.push needs a token")));
+	return push_batch(sl_token_hash(PG_GETARG_TEXT_PP(0)), fcinfo);
+}
+
+/*
+ * synclog.push_hash(token_hash bytea, client_id text, ops jsonb) → jsonb:
+ * push for a caller that holds the token and sends only its SHA-256 (the
+ * gateway), so that the token never appears in a statement or its
+ * parameters, whatever the server logs.
+ */
+Datum
+synclog_push_hash(PG_FUNCTION_ARGS)
+{
+	bytea	   *hash;
+
+	sl_require_preload();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("synclog.push_hash needs a token hash")));
+	hash = PG_GETARG_BYTEA_PP(0);
+	if (VARSIZE_ANY_EXHDR(hash) != PG_SHA256_DIGEST_LENGTH)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("a token hash is %d bytes, not %d", PG_SHA256_DIGEST_LENGTH,
+							   (int) VARSIZE_ANY_EXHDR(hash)),
+						errhint("Pass sha256(convert_to(token, 'UTF8')).")));
+	return push_batch((bytea *) PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(0)), fcinfo);
+}
+
+/* Both entry points: the batch of arguments 1 and 2 for the token of hash. */
+static Datum
+push_batch(bytea *hash, FunctionCallInfo fcinfo)
+{
 	char	   *client_id;
 	Jsonb	   *ops;
 	int			nops;
@@ -519,11 +589,6 @@ synclog_push(PG_FUNCTION_ARGS)
 	char		hex[SL_HLC_TEXT_LEN + 1];
 	uint64		wall_limit;
 
-	sl_require_preload();
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("synclog.push needs a token")));
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("synclog.push needs a client_id")));
@@ -531,7 +596,6 @@ synclog_push(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("synclog.push needs ops, a JSON array")));
 
-	token = PG_GETARG_TEXT_PP(0);
 	client_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	ops = PG_GETARG_JSONB_P(2);
 
@@ -580,7 +644,7 @@ synclog_push(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "synclog: SPI_connect failed");
-	auth = authenticate(token);
+	auth = authenticate(hash);
 	if (auth)
 	{
 		SlAuth	   *copy = MemoryContextAllocZero(outer, sizeof(SlAuth));

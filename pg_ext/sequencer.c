@@ -536,8 +536,8 @@ sl_compact(void)
 
 		args[0] = Int64GetDatum(through);
 		args[1] = TimestampTzGetDatum(cutoff);
-		if (SPI_execute_plan(sl_plan("SELECT seq, created_at < $2 FROM synclog.ops "
-									 "WHERE seq > $1 ORDER BY seq LIMIT 10000",
+		if (SPI_execute_plan(sl_plan("SELECT seq, created_at OPERATOR(pg_catalog.<) $2 FROM synclog.ops "
+									 "WHERE seq OPERATOR(pg_catalog.>) $1 ORDER BY seq LIMIT 10000",
 									 2, argtypes), args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "synclog: compaction scan failed");
 		n = SPI_processed;
@@ -564,7 +564,8 @@ sl_compact(void)
 			Oid			types2[2] = {INT8OID, INT8OID};
 
 			if (SPI_execute_plan(sl_plan("WITH gone AS (DELETE FROM synclog.ops "
-										 "WHERE seq > $1 AND seq <= $2 RETURNING op_id) "
+										 "WHERE seq OPERATOR(pg_catalog.>) $1 "
+										 "AND seq OPERATOR(pg_catalog.<=) $2 RETURNING op_id) "
 										 "INSERT INTO synclog.compacted_ops SELECT op_id FROM gone "
 										 "ON CONFLICT DO NOTHING", 2, types2),
 								 args, NULL, false, 0) < 0)
@@ -632,8 +633,9 @@ stamp(int64 hw)
 	args[0] = PointerGetDatum(construct_array(ids, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[1] = PointerGetDatum(construct_array(seqs, (int) n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(sl_plan("UPDATE synclog.ops o SET seq = v.seq "
-								 "FROM unnest($1::bigint[], $2::bigint[]) AS v(local_id, seq) "
-								 "WHERE o.local_id = v.local_id AND o.seq IS NULL",
+								 "FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), "
+								 "pg_catalog.unnest($2::pg_catalog.int8[])) AS v(local_id, seq) "
+								 "WHERE o.local_id OPERATOR(pg_catalog.=) v.local_id AND o.seq IS NULL",
 								 2, argtypes), args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "synclog: stamping failed");
 	if (SPI_processed != n)
@@ -705,7 +707,7 @@ seed_clock(void)
 		elog(ERROR, "synclog: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	sl_hlc_observe((uint64) spi_int8("SELECT greatest((SELECT hlc_floor FROM synclog.state), "
-									 "(SELECT max(hlc) FROM synclog.ops WHERE seq IS NULL))"));
+									 "(SELECT pg_catalog.max(hlc) FROM synclog.ops WHERE seq IS NULL))"));
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -728,6 +730,13 @@ synclog_sequencer_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("synclog sequencer");
+
+	/*
+	 * The worker runs as the bootstrap superuser: nothing a database's or a
+	 * role's settings put on the path may change what its queries call
+	 * (they qualify every name as well).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* The transaction that asked for us may be creating the extension. */
 	if (TransactionIdIsValid(wait_xid))

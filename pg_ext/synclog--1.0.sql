@@ -122,6 +122,14 @@ CREATE FUNCTION synclog._refuse_truncate() RETURNS trigger
 CREATE FUNCTION synclog._capture_existing(regclass) RETURNS bigint
     AS 'MODULE_PATHNAME', 'synclog_capture_existing' LANGUAGE C VOLATILE STRICT;
 
+-- A row of a tracked table as JSON, rendered as the table's owner.
+CREATE FUNCTION synclog._row_jsonb(tbl regclass, r record) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'synclog_row_jsonb' LANGUAGE C STABLE STRICT;
+
+-- Why a column cannot be a key or group column of a tracked table, or NULL.
+CREATE FUNCTION synclog._key_problem(tbl regclass, col name) RETURNS text
+    AS 'MODULE_PATHNAME', 'synclog_key_problem' LANGUAGE C STABLE STRICT;
+
 CREATE FUNCTION synclog._start_sequencer() RETURNS void
     AS 'MODULE_PATHNAME', 'synclog_start_sequencer' LANGUAGE C VOLATILE;
 
@@ -130,6 +138,7 @@ CREATE FUNCTION synclog._ensure_sequencer() RETURNS void
     AS 'MODULE_PATHNAME', 'synclog_ensure_sequencer' LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION synclog._hlc_now(), synclog._random_token(),
+    synclog._row_jsonb(regclass, record), synclog._key_problem(regclass, name),
     synclog._capture_existing(regclass), synclog._start_sequencer(),
     synclog._ensure_sequencer() FROM PUBLIC;
 
@@ -146,6 +155,7 @@ DECLARE
     grp_att  int2;
     existing synclog.tracked;
     clash    regclass;
+    problem  text;
 BEGIN
     IF tbl IS NULL OR group_column IS NULL THEN
         RAISE EXCEPTION 'synclog.track needs a table and a group column'
@@ -185,6 +195,24 @@ BEGIN
         RAISE EXCEPTION 'column "%" of table "%" does not exist', group_column, tbl
             USING ERRCODE = 'undefined_column',
                   HINT = 'The group column names the sync group of each row, e.g. a team id.';
+    END IF;
+
+    -- A row id is the key's text: it must name exactly the row the table's
+    -- equality finds, whatever the session's settings (util.c says which
+    -- types do).  The same holds for the group, which tokens grant by text.
+    problem := synclog._key_problem(tbl, pk_cols[1]);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track table "%": its primary key "%" cannot name rows', tbl, pk_cols[1]
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('The key''s %s.', problem),
+                  HINT = 'Use a key of type uuid, smallint, integer, bigint, or text or varchar with a deterministic collation.';
+    END IF;
+    problem := synclog._key_problem(tbl, group_column);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot track table "%": its group column "%" cannot name groups', tbl, group_column
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('The group column''s %s.', problem),
+                  HINT = 'Use a group column of type uuid, smallint, integer, bigint, or text or varchar with a deterministic collation.';
     END IF;
 
     SELECT * INTO existing FROM synclog.tracked t WHERE t.tbl = track.tbl;
@@ -304,15 +332,31 @@ AS $$
      WHERE t.token_hash = sha256(convert_to(token, 'UTF8')) AND t.revoked_at IS NULL
 $$;
 
+-- The same for a caller that sends the token's SHA-256 instead of the token
+-- (the gateway), so that no statement, parameter or log line carries a token.
+CREATE FUNCTION synclog.authenticate_hash(token_hash bytea)
+RETURNS TABLE (subject text, groups text[], can_write bool)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.subject, t.groups, t.can_write
+      FROM synclog.tokens t
+     WHERE t.token_hash OPERATOR(pg_catalog.=) authenticate_hash.token_hash AND t.revoked_at IS NULL
+$$;
+
 ------------------------------------------------------------------------------
 -- push
 ------------------------------------------------------------------------------
 
--- The application's own triggers on a tracked table run inside push, so
--- schema public stays on the path for them; our SQL qualifies every name.
+-- Code attached to a tracked table runs inside push as the table's owner,
+-- restricted (see push.c); push itself writes only synclog's tables.
 CREATE FUNCTION synclog.push(token text, client_id text, ops jsonb) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'synclog_push'
-    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp;
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- push for a caller that sends the token's SHA-256 (the gateway).
+CREATE FUNCTION synclog.push_hash(token_hash bytea, client_id text, ops jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'synclog_push_hash'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 ------------------------------------------------------------------------------
 -- Reading the change stream
@@ -388,8 +432,8 @@ BEGIN
     LOOP
         EXECUTE format(
             'SELECT coalesce(jsonb_agg(jsonb_build_object(''table'', $2, ''row'', m.row_id, '
-            '''fields'', to_jsonb(x), ''clocks'', m.clocks) ORDER BY m.row_id), ''[]''::jsonb) '
-            'FROM synclog.row_meta m JOIN %s x ON x.%I = m.row_id::%s '
+            '''fields'', synclog._row_jsonb($3, x), ''clocks'', m.clocks) ORDER BY m.row_id), ''[]''::jsonb) '
+            'FROM synclog.row_meta m JOIN %s x ON x.%I OPERATOR(pg_catalog.=) m.row_id::%s '
             'WHERE m.tbl = $3 AND NOT m.deleted AND m.grp = ANY ($1)',
             t.tbl, t.pk_column, t.pk_type)
           INTO part USING groups, t.name, t.tbl;
@@ -463,8 +507,8 @@ BEGIN
             '      FROM (SELECT r.row_id, r.j, octet_length(r.j::text)::bigint AS len, '
             '                   row_number() OVER (ORDER BY r.row_id) AS rn '
             '            FROM (SELECT m.row_id, jsonb_build_object(''table'', $2, ''row'', m.row_id, '
-            '                         ''fields'', to_jsonb(x), ''clocks'', m.clocks) AS j '
-            '                  FROM synclog.row_meta m JOIN %s x ON x.%I = m.row_id::%s '
+            '                         ''fields'', synclog._row_jsonb($3, x), ''clocks'', m.clocks) AS j '
+            '                  FROM synclog.row_meta m JOIN %s x ON x.%I OPERATOR(pg_catalog.=) m.row_id::%s '
             '                  WHERE m.tbl = $3 AND NOT m.deleted AND m.grp = ANY ($1) '
             '                  AND ($4::text IS NULL OR m.row_id > $4) '
             '                  ORDER BY m.row_id LIMIT $5 OFFSET 0) r) a) b',
@@ -565,11 +609,13 @@ CREATE EVENT TRIGGER synclog_sql_drop ON sql_drop
 REVOKE ALL ON FUNCTION synclog.track(regclass, name), synclog.untrack(regclass),
     synclog.create_token(text, text[], bool), synclog.revoke_token(text),
     synclog.authenticate(text), synclog.push(text, text, jsonb), synclog.cursor(),
+    synclog.authenticate_hash(bytea), synclog.push_hash(bytea, text, jsonb),
     synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
     synclog.snapshot_page(text[], text, text, int, bigint), synclog.tables(),
     synclog.compact(), synclog.wait_sequenced(interval) FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION synclog.authenticate(text), synclog.push(text, text, jsonb),
+    synclog.authenticate_hash(bytea), synclog.push_hash(bytea, text, jsonb),
     synclog.cursor(), synclog.changes(text[], bigint, int), synclog.snapshot(text[]),
     synclog.snapshot_page(text[], text, text, int, bigint),
     synclog.tables() TO synclog_gateway;

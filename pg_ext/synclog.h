@@ -77,7 +77,21 @@ typedef struct SlTable
 	char	   *grp_column;
 	Oid			grp_type;
 	int32		grp_typmod;
+	Oid			owner;			/* the table's owner: its code runs as this role */
+	char	   *unusable;		/* why ops cannot name rows of it, or NULL */
 } SlTable;
+
+/* util.c: running code attached to an application table as its owner. */
+typedef struct SlAsOwner
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} SlAsOwner;
+
+extern void sl_as_owner_begin(Oid owner, SlAsOwner *save);
+extern void sl_as_owner_end(SlAsOwner *save);
+extern const char *sl_key_type_problem(Oid typid, Oid coll);
 
 extern SlTable *sl_table_by_name(const char *name);
 extern SlTable *sl_table_by_relid(Oid relid);
@@ -86,7 +100,8 @@ extern char *sl_row_alias(Oid relid);
 extern SPIPlanPtr sl_plan(const char *sql, int nargs, Oid *argtypes);
 extern char *sl_datum_text(Datum value, Oid typid);
 extern char *sl_normalize_text(const char *text, Oid typid, int32 typmod);
-extern Jsonb *sl_tuple_jsonb(HeapTuple tuple, TupleDesc desc, Bitmapset *keep);
+extern Jsonb *sl_tuple_jsonb(Oid owner, HeapTuple tuple, TupleDesc desc, Bitmapset *keep);
+extern Jsonb *sl_record_jsonb(Oid owner, Datum composite);
 extern JsonbValue *sl_json_get(JsonbContainer *obj, const char *key, JsonbValue *buf);
 extern char *sl_json_text(JsonbValue *v);
 extern Jsonb *sl_clock_entry_set(Jsonb *clocks, List *cols, uint64 hlc, const char *client_id);
@@ -122,6 +137,8 @@ typedef struct SlAuth
 	int			ngroups;
 	bool		can_write;
 } SlAuth;
+
+extern bytea *sl_token_hash(text *token);	/* push.c */
 
 extern SlOutcome sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth,
 							 const char **code, StringInfo message);

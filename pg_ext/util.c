@@ -24,6 +24,10 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
 
 #include "synclog.h"
 
@@ -118,17 +122,58 @@ sl_plan(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+/*
+ * Why a column of type typid with collation coll cannot name rows (a key) or
+ * groups, or NULL when it can.  A row id is the text form of the key, and
+ * two spellings of one id must never reach two rows' metadata while the
+ * table's equality finds one row: so only types whose text form is the
+ * same for exactly the values their equality calls equal, whatever the
+ * session's settings, are accepted.  uuid and the integers print one
+ * canonical text for each value; text and varchar compare byte by byte
+ * under a deterministic collation.  citext, numeric ('1.0' = '1'), char(n)
+ * (trailing blanks), nondeterministic collations, timestamps and dates
+ * (TimeZone, DateStyle), floats, domains (whose checks are the owner's
+ * code) and everything else are refused.
+ */
+const char *
+sl_key_type_problem(Oid typid, Oid coll)
+{
+	switch (typid)
+	{
+		case UUIDOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return NULL;
+		case TEXTOID:
+		case VARCHAROID:
+			if (OidIsValid(coll) && !get_collation_isdeterministic(coll))
+				return "its collation is nondeterministic: two different texts may be equal";
+			return NULL;
+		default:
+			return psprintf("type %s has no text form that names exactly one value whatever the session's settings",
+							format_type_be(typid));
+	}
+}
+
 static SlTable *
 sl_table_fill(Oid relid, const char *name, const char *pk_column, const char *grp_column)
 {
 	SlTable    *t;
 	Oid			coll;
 	char	   *relname = get_rel_name(relid);
+	HeapTuple	ctup;
+	const char *problem;
 
 	if (relname == NULL)
 		return NULL;			/* dropped in this transaction */
 	t = palloc0(sizeof(SlTable));
 	t->relid = relid;
+	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(ctup))
+		return NULL;
+	t->owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+	ReleaseSysCache(ctup);
 	t->name = pstrdup(name);
 	t->qualname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											 relname);
@@ -143,8 +188,46 @@ sl_table_fill(Oid relid, const char *name, const char *pk_column, const char *gr
 						t->pk_attnum == InvalidAttrNumber ? pk_column : grp_column),
 				 errhint("Restore the column, or call synclog.untrack and synclog.track again.")));
 	get_atttypetypmodcoll(relid, t->pk_attnum, &t->pk_type, &t->pk_typmod, &coll);
+	if ((problem = sl_key_type_problem(t->pk_type, coll)) != NULL)
+		t->unusable = psprintf("the primary key \"%s\" of tracked table \"%s\" cannot name rows: %s",
+							   pk_column, name, problem);
 	get_atttypetypmodcoll(relid, t->grp_attnum, &t->grp_type, &t->grp_typmod, &coll);
+	if (t->unusable == NULL && (problem = sl_key_type_problem(t->grp_type, coll)) != NULL)
+		t->unusable = psprintf("the group column \"%s\" of tracked table \"%s\" cannot name groups: %s",
+							   grp_column, name, problem);
 	return t;
+}
+
+/*
+ * Becomes the owner of table t, as PostgreSQL does when it runs code on an
+ * owner's behalf (VACUUM, ANALYZE, CREATE INDEX, REFRESH MATERIALIZED VIEW):
+ * current_user is the owner, SECURITY_RESTRICTED_OPERATION forbids what
+ * could outlive the operation (SET ROLE, SET SESSION AUTHORIZATION,
+ * temporary objects, cursors WITH HOLD), and a GUC nest level undoes any
+ * setting the owner's code changes, search_path included, at
+ * sl_as_owner_end.  Everything that may run code attached to an
+ * application table (triggers, CHECK and DEFAULT expressions, generated
+ * columns, index expressions, policies, domain checks, casts) happens
+ * between the two calls; synclog's own tables are never written there.
+ *
+ * Cheap (a few assignments and, at the end, one pass over the settings
+ * changed in this transaction): push brackets each application-table
+ * write with it.  An ERROR in between needs no sl_as_owner_end: the
+ * (sub)transaction's abort restores the user and the settings.
+ */
+void
+sl_as_owner_begin(Oid owner, SlAsOwner *save)
+{
+	GetUserIdAndSecContext(&save->userid, &save->sec_context);
+	SetUserIdAndSecContext(owner, save->sec_context | SECURITY_RESTRICTED_OPERATION);
+	save->nestlevel = NewGUCNestLevel();
+}
+
+void
+sl_as_owner_end(SlAsOwner *save)
+{
+	AtEOXact_GUC(false, save->nestlevel);
+	SetUserIdAndSecContext(save->userid, save->sec_context);
 }
 
 /*
@@ -191,8 +274,8 @@ sl_table_lookup(const char *sql, Oid argtype, Datum arg)
 SlTable *
 sl_table_by_name(const char *name)
 {
-	return sl_table_lookup("SELECT tbl::oid, name, pk_column, group_column "
-						   "FROM synclog.tracked WHERE name = $1",
+	return sl_table_lookup("SELECT tbl::pg_catalog.oid, name, pk_column, group_column "
+						   "FROM synclog.tracked WHERE name OPERATOR(pg_catalog.=) $1",
 						   TEXTOID, CStringGetTextDatum(name));
 }
 
@@ -200,8 +283,8 @@ sl_table_by_name(const char *name)
 SlTable *
 sl_table_by_relid(Oid relid)
 {
-	return sl_table_lookup("SELECT tbl::oid, name, pk_column, group_column "
-						   "FROM synclog.tracked WHERE tbl = $1",
+	return sl_table_lookup("SELECT tbl::pg_catalog.oid, name, pk_column, group_column "
+						   "FROM synclog.tracked WHERE tbl OPERATOR(pg_catalog.=) $1",
 						   OIDOID, ObjectIdGetDatum(relid));
 }
 
@@ -252,16 +335,33 @@ sl_normalize_text(const char *str, Oid typid, int32 typmod)
 }
 
 /*
- * The row as a JSON object (the encoding of to_jsonb), keeping only the
- * attribute numbers in keep, or every column when keep is NULL.
+ * A composite datum (a row of an application table) as a JSON object, the
+ * encoding of to_jsonb.  Rendering may call casts to json of the columns'
+ * types, which their owners define: it runs as owner (sl_as_owner_begin),
+ * the owner of the row's table.
  */
 Jsonb *
-sl_tuple_jsonb(HeapTuple tuple, TupleDesc desc, Bitmapset *keep)
+sl_record_jsonb(Oid owner, Datum composite)
+{
+	SlAsOwner	save;
+	Datum		json;
+
+	sl_as_owner_begin(owner, &save);
+	json = DirectFunctionCall1(row_to_json, composite);
+	sl_as_owner_end(&save);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(json))));
+}
+
+/*
+ * The row as a JSON object (the encoding of to_jsonb, rendered as owner, the
+ * owner of its table), keeping only the attribute numbers in keep, or every
+ * column when keep is NULL.
+ */
+Jsonb *
+sl_tuple_jsonb(Oid owner, HeapTuple tuple, TupleDesc desc, Bitmapset *keep)
 {
 	Datum		composite = heap_copy_tuple_as_datum(tuple, desc);
-	Datum		json = DirectFunctionCall1(row_to_json, composite);
-	char	   *str = TextDatumGetCString(json);
-	Jsonb	   *all = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(str)));
+	Jsonb	   *all = sl_record_jsonb(owner, composite);
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 
@@ -443,4 +543,62 @@ sl_uuid_text(char *out)
 		out[o++] = hex[b[i] & 0xf];
 	}
 	out[o] = '\0';
+}
+
+PG_FUNCTION_INFO_V1(synclog_row_jsonb);
+PG_FUNCTION_INFO_V1(synclog_key_problem);
+
+/*
+ * synclog._row_jsonb(tbl regclass, r record) → jsonb: a row of tracked table
+ * tbl as to_jsonb renders it, rendered as the table's owner
+ * (sl_record_jsonb), for snapshot and snapshot_page.  Refuses a record of
+ * any other type, so that it cannot be used to run another table's casts.
+ */
+Datum
+synclog_row_jsonb(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(1);
+	HeapTuple	ctup;
+	Oid			owner;
+	Oid			rowtype;
+
+	ctup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(ctup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+	rowtype = ((Form_pg_class) GETSTRUCT(ctup))->reltype;
+	ReleaseSysCache(ctup);
+	if (HeapTupleHeaderGetTypeId(rec) != rowtype)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the record is not a row of table \"%s\"", get_rel_name(relid))));
+	PG_RETURN_JSONB_P(sl_record_jsonb(owner, PointerGetDatum(rec)));
+}
+
+/*
+ * synclog._key_problem(tbl regclass, col name) → text: why column col of
+ * tbl cannot be a tracked table's primary key or group column
+ * (sl_key_type_problem), or NULL when it can.
+ */
+Datum
+synclog_key_problem(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *col = NameStr(*PG_GETARG_NAME(1));
+	AttrNumber	attnum = get_attnum(relid, col);
+	Oid			typid,
+				coll;
+	int32		typmod;
+	const char *problem;
+
+	if (attnum == InvalidAttrNumber)
+		PG_RETURN_NULL();
+	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
+	problem = sl_key_type_problem(typid, coll);
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(problem));
 }
