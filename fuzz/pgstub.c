@@ -8,8 +8,10 @@
 #include <stdlib.h>
 
 #include "access/xact.h"
+#include "common/cryptohash.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -251,6 +253,14 @@ void *hash_search(HTAB *hashp, const void *keyPtr, HASHACTION action, bool *foun
 Datum jsonb_in(PG_FUNCTION_ARGS) { (void) fcinfo; UNREACHED(); }
 struct varlena *pg_detoast_datum(struct varlena *datum) { (void) datum; UNREACHED(); }
 struct varlena *pg_detoast_datum_packed(struct varlena *datum) { (void) datum; UNREACHED(); }
+struct varlena *pg_detoast_datum_copy(struct varlena *datum) { (void) datum; UNREACHED(); }
+char *pg_server_to_any(const char *s, int len, int encoding) { (void) s; (void) len; (void) encoding; UNREACHED(); }
+pg_cryptohash_ctx *pg_cryptohash_create(pg_cryptohash_type type) { (void) type; UNREACHED(); }
+int pg_cryptohash_init(pg_cryptohash_ctx *ctx) { (void) ctx; UNREACHED(); }
+int pg_cryptohash_update(pg_cryptohash_ctx *ctx, const uint8 *data, size_t len) { (void) ctx; (void) data; (void) len; UNREACHED(); }
+int pg_cryptohash_final(pg_cryptohash_ctx *ctx, uint8 *dest, size_t len) { (void) ctx; (void) dest; (void) len; UNREACHED(); }
+void pg_cryptohash_free(pg_cryptohash_ctx *ctx) { (void) ctx; UNREACHED(); }
+const char *pg_cryptohash_error(pg_cryptohash_ctx *ctx) { (void) ctx; UNREACHED(); }
 char *psprintf(const char *fmt, ...) { (void) fmt; UNREACHED(); }
 SlOutcome sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char **code, StringInfo message)
 { (void) op; (void) t; (void) auth; (void) code; (void) message; UNREACHED(); }
