@@ -122,12 +122,16 @@ field_datum(SlField *f, bool *isnull)
 	Oid			infunc,
 				ioparam;
 
+	Datum		d;
+
 	sl_current_column = f->column;
 	str = field_text(&f->value, f->typid);
 	*isnull = (str == NULL);
 	getTypeInputInfo(f->typid, &infunc, &ioparam);
 	/* NULL still goes through the input function: domains check NOT NULL. */
-	return OidInputFunctionCall(infunc, str, ioparam, f->typmod);
+	d = OidInputFunctionCall(infunc, str, ioparam, f->typmod);
+	sl_current_column = NULL;
+	return d;
 }
 
 /*
@@ -198,9 +202,10 @@ field_canonical(SlField *f)
 
 	sl_current_column = f->column;
 	str = sl_json_text(&f->value);
-	if (str == NULL)
-		return NULL;
-	return sl_normalize_text(str, f->typid, f->typmod);
+	if (str != NULL)
+		str = sl_normalize_text(str, f->typid, f->typmod);
+	sl_current_column = NULL;
+	return str;
 }
 
 /* Keeps only the keys in cols (a List of C strings) of a JSON object. */
@@ -542,9 +547,13 @@ pk_datum(SlTable *t, const char *row)
 	Oid			infunc,
 				ioparam;
 
+	Datum		d;
+
 	sl_current_column = t->pk_column;
 	getTypeInputInfo(t->pk_type, &infunc, &ioparam);
-	return OidInputFunctionCall(infunc, (char *) row, ioparam, t->pk_typmod);
+	d = OidInputFunctionCall(infunc, (char *) row, ioparam, t->pk_typmod);
+	sl_current_column = NULL;
+	return d;
 }
 
 /*
@@ -620,7 +629,6 @@ app_write_as_owner(SlTable *t, const char *row, List *list, bool insert)
 	}
 	argtypes[i] = t->pk_type;
 	args[i] = pk_datum(t, row);
-	sl_current_column = NULL;
 
 	alias = sl_row_alias(t->relid);
 	initStringInfo(&sql);
@@ -850,11 +858,10 @@ again:
 
 	if (!group_granted(auth, grp))
 	{
+		/* Never name the row's group: the token holder may not know it. */
 		reject(code, "unauthorized");
-		if (grp == NULL)
-			appendStringInfo(msg, "row \"%s\" of table \"%s\" belongs to no group the token grants", row, t->name);
-		else
-			appendStringInfo(msg, "the token does not grant group \"%s\"", grp);
+		appendStringInfo(msg, "row \"%s\" of table \"%s\" is in no group the token grants",
+						 row, t->name);
 		return SL_REJECTED;
 	}
 	if (deleted)

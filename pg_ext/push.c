@@ -351,17 +351,29 @@ classify_error(ErrorData *edata, SlResult *r, MemoryContext cxt)
 	}
 	r->outcome = SL_REJECTED;
 	initStringInfo(&msg);
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
-		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+	if (sl_current_column)
 	{
+		/*
+		 * Converting a field's value: whatever the type's input function
+		 * raises (tsvector's syntax error is 42601) is the value's fault.
+		 */
 		r->code = "invalid_value";
-		if (sl_current_column)
-			appendStringInfo(&msg, "column \"%s\": ", sl_current_column);
+		appendStringInfo(&msg, "column \"%s\": ", sl_current_column);
 	}
+	else if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		r->code = "invalid_value";
 	else
 		r->code = "constraint_violation";
 	appendStringInfoString(&msg, edata->message);
-	if (edata->detail)
+
+	/*
+	 * A unique or exclusion violation's detail shows the conflicting key,
+	 * and an exclusion's the other row's: both may be another group's data.
+	 */
+	if (edata->detail &&
+		edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION &&
+		edata->sqlerrcode != ERRCODE_EXCLUSION_VIOLATION)
 		appendStringInfo(&msg, " (%s)", edata->detail);
 	r->message = msg.data;
 	MemoryContextSwitchTo(old);

@@ -235,6 +235,40 @@ SELECT c->>'op_id' AS op_id, c->>'row' AS row, c->>'kind' AS kind
   FROM jsonb_array_elements(synclog.changes(ARRAY['team1', 'team2'], :c0, 1000) -> 'changes') c
  ORDER BY (c->>'seq')::bigint;
 
+-- Refusals carry nothing of a group the token does not hold: team2's op
+-- that collides with team1's unique email or overlapping slot is told which
+-- constraint refused it, not team1's values; an op on team1's row is not
+-- told the row's group.  A value the column's type refuses is invalid_value
+-- whatever SQLSTATE its input function raises (tsvector: a syntax error).
+CREATE TABLE rj_secret (
+    id    int PRIMARY KEY,
+    team  text NOT NULL,
+    email text UNIQUE,
+    slot  int4range,
+    doc   tsvector,
+    EXCLUDE USING gist (slot WITH &&)
+);
+SELECT synclog.track('rj_secret', 'team');
+SELECT * FROM rj_show(synclog.push(:'tok1', 'c1', $$[
+  {"id": "aa000000-0000-0000-0000-0000000000c0", "table": "rj_secret", "row": "1", "kind": "upsert",
+   "fields": {"team": "team1", "email": "alice@team1.example", "slot": "[10,20)"}, "hlc": "0000000000020000"}]$$));
+SELECT * FROM rj_show(synclog.push(:'tok2', 'c2', $$[
+  {"id": "aa000000-0000-0000-0000-0000000000c1", "table": "rj_secret", "row": "2", "kind": "upsert",
+   "fields": {"team": "team2", "email": "alice@team1.example"}, "hlc": "0000000000020000"},
+  {"id": "aa000000-0000-0000-0000-0000000000c2", "table": "rj_secret", "row": "3", "kind": "upsert",
+   "fields": {"team": "team2", "slot": "[15,16)"}, "hlc": "0000000000020000"},
+  {"id": "aa000000-0000-0000-0000-0000000000c3", "table": "rj_secret", "row": "1", "kind": "upsert",
+   "fields": {"email": "mallory@team2.example"}, "hlc": "0000000000030000"},
+  {"id": "aa000000-0000-0000-0000-0000000000c4", "table": "rj_secret", "row": "1", "kind": "delete",
+   "hlc": "0000000000030000"},
+  {"id": "aa000000-0000-0000-0000-0000000000c5", "table": "rj_secret", "row": "4", "kind": "upsert",
+   "fields": {"team": "team2", "doc": "'unterminated"}, "hlc": "0000000000020000"},
+  {"id": "aa000000-0000-0000-0000-0000000000c6", "table": "rj_secret", "row": "5", "kind": "upsert",
+   "fields": {"team": "team2", "doc": "fat cat"}, "hlc": "0000000000020000"}]$$));
+SELECT id, team, email, slot, doc FROM rj_secret ORDER BY id;
+SELECT synclog.untrack('rj_secret');
+DROP TABLE rj_secret;
+
 -- Clean up.
 SELECT synclog.untrack('rj_items');
 DROP TABLE rj_items, rj_parents;
