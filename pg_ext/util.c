@@ -327,7 +327,11 @@ sl_normalize_text(const char *str, Oid typid, int32 typmod)
 				ioparam;
 	Datum		d;
 
-	if (typid == TEXTOID || typid == VARCHAROID)
+	/*
+	 * varchar(n) drops trailing spaces beyond n: 'abc   ' is the row 'abc',
+	 * so it too goes through the type.
+	 */
+	if (typid == TEXTOID || (typid == VARCHAROID && typmod < 0))
 		return pstrdup(str);
 	getTypeInputInfo(typid, &infunc, &ioparam);
 	d = OidInputFunctionCall(infunc, (char *) str, ioparam, typmod);

@@ -102,6 +102,28 @@ SELECT * FROM de_show(synclog.push(:'tok', 'c1', $$[
 SELECT count(*) AS absorbed_rows FROM de_items WHERE id = 'd0000000-0000-0000-0000-00000000000a';
 SELECT synclog.revoke_token(:'other');
 
+-- A row id is the key's canonical text: in a varchar(3) key, 'abc   ' is the
+-- row 'abc' (varchar(n) drops the spaces beyond n), so g2's delete and
+-- upsert naming 'abc   ' or 'abc ' find g1's row and are refused, and the
+-- row stays.  (Before, the delete found no metadata for 'abc   ', left a
+-- fresh tombstone and deleted g1's row.)
+CREATE TABLE de_short (k varchar(3) PRIMARY KEY, g text, title text);
+SELECT synclog.track('de_short', 'g');
+SELECT synclog.create_token('de_other2', ARRAY['g2']) AS other \gset
+SELECT * FROM de_show(synclog.push(:'tok', 'c1', $$[
+  {"id": "de000000-0000-0000-0000-0000000000a0", "table": "de_short", "row": "abc",
+   "kind": "upsert", "fields": {"g": "g1", "title": "g1's"}, "hlc": "0000000000010000"}]$$));
+SELECT * FROM de_show(synclog.push(:'other', 'c3', $$[
+  {"id": "de000000-0000-0000-0000-0000000000a1", "table": "de_short", "row": "abc   ",
+   "kind": "delete", "hlc": "0000000000020000"},
+  {"id": "de000000-0000-0000-0000-0000000000a2", "table": "de_short", "row": "abc ",
+   "kind": "upsert", "fields": {"g": "g2", "title": "taken"}, "hlc": "0000000000020000"}]$$));
+SELECT k, g, title FROM de_short;
+SELECT row_id, grp, deleted FROM synclog.row_meta WHERE tbl = 'de_short'::regclass;
+SELECT synclog.untrack('de_short');
+DROP TABLE de_short;
+SELECT synclog.revoke_token(:'other');
+
 -- Clean up.
 SELECT synclog.untrack('de_items');
 DROP TABLE de_items;
