@@ -63,6 +63,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 /* Changes read per query at most, for a backlog and for one fan-out round
  * (fewer when they are large: see changes_max()). */
 #define SL_CHANGES_PER_QUERY 1000
@@ -74,6 +77,8 @@
 #define SL_CLOSE_GRACE_MS 5000
 /* Buckets of the session id table (a power of two). */
 #define SL_SESS_BUCKETS 4096
+/* A token's SHA-256 in hex: what the gateway keeps and sends instead of it. */
+#define SL_TOKEN_HASH_HEX 64
 
 /* One frame to send, shareable between sessions: each queue entry holding
  * it is a reference.  LWS_PRE bytes of headroom precede the text.  A changes
@@ -127,7 +132,8 @@ typedef struct sl_sess {
 
 	/* from the hello */
 	char client_id[SL_CLIENT_ID_MAX + 1];
-	char *token;                 /* malloc'd */
+	bool has_token;              /* token_hex holds the hello's token hash */
+	char token_hex[SL_TOKEN_HASH_HEX + 1]; /* SHA-256 of the token, lowercase hex */
 	uint64_t auth_gen;           /* rv.gen when its authentication query was sent */
 	json_t *req_groups;          /* new: the groups asked for; NULL after welcome */
 	json_t *groups;              /* new: granted (asked ∩ token's); NULL before welcome */
@@ -1312,8 +1318,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 /*
  * On NOTIFY synclog_revoke (and on each reconnection of the listener, which
  * may have missed one) the tokens of every welcomed session are checked again
- * with synclog.authenticate in one query; the sessions of tokens that no
- * longer authenticate get `unauthorized` and are closed.
+ * with synclog.authenticate_hash, by their hashes, in one query; the sessions
+ * of tokens that no longer authenticate get `unauthorized` and are closed.
  *
  * A hello whose authentication is still in flight when the notification
  * arrives is not in that check, and its query may have read the token before
@@ -1328,6 +1334,11 @@ static struct {
 	uint64_t gen;  /* revocation notifications heard so far */
 } rv;
 
+/* The hashes ($1, hex) whose tokens no longer authenticate. */
+static const char revoke_sql[] =
+	"SELECT h FROM pg_catalog.unnest($1::text[]) AS h"
+	" WHERE NOT EXISTS (SELECT 1 FROM synclog.authenticate_hash(pg_catalog.decode(h, 'hex')))";
+
 static void on_revoke_result(void *arg, PGresult *res, const char *error);
 
 static void
@@ -1336,8 +1347,8 @@ revoke_run(void)
 	sl_strset tokens = { 0 };
 	rv.again = false;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next)
-		if (s->groups && !s->close_after && s->token)
-			strset_add(&tokens, s->token);
+		if (s->groups && !s->close_after && s->has_token)
+			strset_add(&tokens, s->token_hex);
 	if (tokens.n == 0 || tokens.oom) {
 		free(tokens.slot);
 		return;
@@ -1345,9 +1356,7 @@ revoke_run(void)
 	char *lit = strset_literal(&tokens);
 	free(tokens.slot);
 	const char *params[1] = { lit };
-	if (lit && sl_gw_query(0, "SELECT t FROM unnest($1::text[]) AS t"
-	                          " WHERE NOT EXISTS (SELECT 1 FROM synclog.authenticate(t))",
-	                       1, params, on_revoke_result, NULL) == 0)
+	if (lit && sl_gw_query(0, revoke_sql, 1, params, on_revoke_result, NULL) == 0)
 		rv.running = true;
 	free(lit);
 }
@@ -1377,7 +1386,7 @@ on_revoke_result(void *arg, PGresult *res, const char *error)
 		strset_add(&gone, PQgetvalue(res, i, 0));
 	if (gone.n > 0)
 		for (sl_sess *s = sl_gw.sessions; s; s = s->next)
-			if (s->groups && s->token && !s->close_after && strset_has(&gone, s->token)) {
+			if (s->groups && s->has_token && !s->close_after && strset_has(&gone, s->token_hex)) {
 				sl_gw_log("session %llu client_id=%s peer=%s: token revoked; closing",
 				          (unsigned long long) s->id, s->client_id, s->peer);
 				s->sm.state = SL_SESS_CLOSING;
@@ -1415,6 +1424,38 @@ sl_sessions_on_db_connected(int dbi)
 
 /* ---------------------------------------------------------------- hello */
 
+/*
+ * Tokens.  The gateway never sends a token to PostgreSQL, where any logging
+ * setting (log_statement, log_min_duration_statement, auto_explain, an error
+ * quoting its parameters) could write it down: it hashes the token itself
+ * (SHA-256 of its UTF-8 bytes, the same as the extension's
+ * sha256(convert_to(token, 'UTF8')), which synclog.tokens stores) and sends
+ * the hash, as hex, to synclog.authenticate_hash and synclog.push_hash and in
+ * the revocation check.  The session keeps only the hash; the hello's text
+ * (the frame buffer and jansson's copy of the token) is wiped once read.
+ */
+
+/* Fills out with the lowercase hex SHA-256 of token; false (out empty) when
+ * libcrypto fails, which it does not short of memory. */
+static bool
+token_hash_hex(const char *token, char out[SL_TOKEN_HASH_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	out[0] = '\0';
+	if (!EVP_Digest(token, strlen(token), md, &n, EVP_sha256(), NULL) ||
+	    n * 2 != SL_TOKEN_HASH_HEX)
+		return false;
+	for (unsigned int i = 0; i < n; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * n] = '\0';
+	return true;
+}
+
 static void on_auth_result(void *arg, PGresult *res, const char *error);
 
 /*
@@ -1426,13 +1467,13 @@ static void
 auth_send(sl_sess *s)
 {
 	sl_pending *p = pending_new(s, PQ_AUTH);
-	const char *params[1] = { s->token };
+	const char *params[1] = { s->token_hex };
 	s->auth_gen = rv.gen;
-	if (!s->token || !p ||
+	if (!s->has_token || !p ||
 	    sl_gw_query(s->dbi,
 	                "SELECT a.subject, array_to_json(a.groups)::text, a.can_write, "
 	                "synclog.cursor(), synclog.tables()::text "
-	                "FROM synclog.authenticate($1) a",
+	                "FROM synclog.authenticate_hash(pg_catalog.decode($1, 'hex')) a",
 	                1, params, on_auth_result, p) != 0) {
 		free(p);
 		s->sm.state = SL_SESS_CLOSING;
@@ -1523,8 +1564,10 @@ static void
 do_hello(sl_sess *s, const sl_frame *f)
 {
 	snprintf(s->client_id, sizeof s->client_id, "%s", f->hello.client_id);
-	free(s->token);
-	s->token = strdup(f->hello.token);
+	s->has_token = token_hash_hex(f->hello.token, s->token_hex);
+	if (!s->has_token)
+		sl_gw_log("session %llu client_id=%s: hashing the token failed",
+		          (unsigned long long) s->id, s->client_id);
 	json_decref(s->req_groups);
 	s->req_groups = json_incref(f->hello.groups);
 	s->cursor = f->hello.cursor;
@@ -1582,9 +1625,11 @@ do_push(sl_sess *s)
 {
 	sl_pending *p = pending_new(s, PQ_PUSH);
 	/* s->rx is the client's frame, NUL-terminated by on_message */
-	const char *params[3] = { s->token, s->client_id, s->rx };
-	if (!p || sl_gw_query(s->dbi, "SELECT synclog.push($1, $2, ($3::jsonb)->'ops')::text", 3,
-	                      params, on_push_result, p) != 0) {
+	const char *params[3] = { s->token_hex, s->client_id, s->rx };
+	if (!p || !s->has_token ||
+	    sl_gw_query(s->dbi,
+	                "SELECT synclog.push_hash(pg_catalog.decode($1, 'hex'), $2, ($3::jsonb)->'ops')::text",
+	                3, params, on_push_result, p) != 0) {
 		free(p);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE,
 		            "the database is unavailable; the push was not applied, send it again", false);
@@ -1653,6 +1698,12 @@ on_message(sl_sess *s, bool binary)
 	} else {
 		act(s, sl_session_on_frame(&s->sm, &f), &f);
 	}
+	/* The token, in jansson's copy and in the frame's text, is not kept
+	 * (a frame before welcome is small: wiping costs nothing). */
+	if (f.doc && f.type == SL_FRAME_HELLO && f.hello.token)
+		OPENSSL_cleanse((char *) f.hello.token, strlen(f.hello.token));
+	if (s->rx && !s->groups)
+		OPENSSL_cleanse(s->rx, s->rx_len);
 	sl_frame_clear(&f);
 	/* An idle session keeps no receive buffer. */
 	free(s->rx);
@@ -1987,7 +2038,6 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		sl_gw.n_sessions--;
 		sess_free_queue(s);
 		free(s->rx);
-		free(s->token);
 		free(s->gkey);
 		free(s->snap_table);
 		free(s->snap_row);

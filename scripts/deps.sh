@@ -5,7 +5,8 @@
 # run as root, and runs `apt-get update` only when something is missing.  Prints
 # one line: what it installs, or "deps: all present".  Debian 12 is the target.
 #
-# To add a dependency, add it to DEPS_PACKAGES below.  clang, libfuzzer-14-dev
+# To add a dependency, add it to DEPS_PACKAGES below.  libssl-dev gives the
+# gateway libcrypto (the SHA-256 of tokens).  clang, libfuzzer-14-dev
 # and libclang-rt-14-dev are for `make fuzz` (fuzz/): clang's
 # -fsanitize=fuzzer links libclang_rt.fuzzer from libclang-rt-14-dev.  A virtual package (such
 # as postgresql-contrib-15, which postgresql-15 provides on Debian 12) counts as
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 DEPS_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-contrib-15
-  libpq-dev libjansson-dev libwebsockets-dev libsqlite3-dev sqlite3
+  libpq-dev libjansson-dev libwebsockets-dev libssl-dev libsqlite3-dev sqlite3
   pkg-config make gcc libc6-dev procps iproute2
   clang libfuzzer-14-dev libclang-rt-14-dev gnuplot-nox"
 
