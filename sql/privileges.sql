@@ -88,6 +88,24 @@ SELECT synclog.wait_sequenced() - :c1 AS new_changes;
 SELECT c->>'client_id' AS client_id, c->>'kind' AS kind, c->>'row' AS row, c->'fields' AS fields
   FROM jsonb_array_elements(synclog.changes(ARRAY['g1'], :c1, 10) -> 'changes') c;
 
+-- Every SECURITY DEFINER function of the extension pins its search_path to
+-- pg_catalog, pg_temp (PostgreSQL never looks up functions or operators in
+-- pg_temp), so no function or operator a non-superuser creates in any schema
+-- can be what it calls.  Lists the ones that do not: none.
+SELECT p.oid::regprocedure AS unpinned
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'synclog'
+ WHERE p.prosecdef
+   AND coalesce(p.proconfig, '{}') <> ARRAY['search_path=pg_catalog, pg_temp']
+ ORDER BY 1;
+-- and how many there are, so that the check above cannot pass on none
+SELECT count(*) > 10 AS many_security_definer
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'synclog'
+ WHERE p.prosecdef;
+
 -- Clean up.
 SELECT synclog.untrack('pv_items');
 DROP TABLE pv_items;
