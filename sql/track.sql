@@ -120,6 +120,28 @@ CREATE TABLE tr_dropme (id int PRIMARY KEY, g text);
 SELECT synclog.track('tr_dropme', 'g');
 SELECT synclog.untrack('tr_dropme');
 
+-- A key or group column altered after track() to a type it refuses: every
+-- op on the table is invalid_op, saying why, and a direct write is an
+-- error, rather than rows named by text that no longer names one row.
+CREATE TABLE tr_altered (id int PRIMARY KEY, g text);
+SELECT synclog.track('tr_altered', 'g');
+ALTER TABLE tr_altered ALTER COLUMN id TYPE numeric;
+SELECT r -> 'rejected' -> 0 ->> 'code' AS code, r -> 'rejected' -> 0 ->> 'message' AS message
+  FROM synclog.push(:'tok', 'tr-client', $$[
+    {"id": "da000000-0000-0000-0000-000000000010", "table": "tr_altered", "row": "1",
+     "kind": "upsert", "fields": {"g": "ga"}, "hlc": "0000000000010000"}
+  ]$$) r;
+INSERT INTO tr_altered VALUES (1, 'ga');
+ALTER TABLE tr_altered ALTER COLUMN id TYPE int, ALTER COLUMN g TYPE timestamptz USING now();
+SELECT r -> 'rejected' -> 0 ->> 'code' AS code, r -> 'rejected' -> 0 ->> 'message' AS message
+  FROM synclog.push(:'tok', 'tr-client', $$[
+    {"id": "da000000-0000-0000-0000-000000000011", "table": "tr_altered", "row": "1",
+     "kind": "delete", "hlc": "0000000000010000"}
+  ]$$) r;
+SELECT count(*) AS rows FROM tr_altered;
+SELECT synclog.untrack('tr_altered');
+DROP TABLE tr_altered;
+
 -- Clean up.
 SELECT synclog.revoke_token(:'tok');
 DROP TABLE tr_dropme, tr_parted, tr_items, tr_other.tr_items, tr_nopk, tr_comp CASCADE;
