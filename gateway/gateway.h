@@ -36,6 +36,7 @@ typedef struct sl_config {
 	sl_limits limits;          /* frame size, ops per push, ... (protocol.h) */
 	int db_connections;        /* --db-connections, default 4 */
 	size_t max_connections;    /* --max-connections, default 10000 */
+	size_t max_pending_per_peer; /* --max-pending-per-peer, default 16; 0: no limit */
 	int hello_timeout_s;       /* --hello-timeout, default 10 */
 	int idle_timeout_s;        /* --idle-timeout, default 60 */
 	size_t send_queue_bytes;   /* --send-queue-bytes, default 1 MiB */
@@ -73,6 +74,10 @@ extern sl_gateway sl_gw;
 int sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason,
                         void *user, void *in, size_t len);
 size_t sl_session_data_size(void);
+
+/* Sessions from peer address addr (lws_get_peer_simple()'s text) that have
+ * not been welcomed yet: what --max-pending-per-peer limits. */
+size_t sl_sessions_pending_from(const char *addr);
 
 /* Starts and stops session.c's timers (hello and idle timeouts). */
 void sl_sessions_start(void);

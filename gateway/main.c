@@ -14,7 +14,11 @@
  * reconnected by db.c; meanwhile pushes get server_unavailable.
  *
  * Handshakes: the plain HTTP protocol's CONFIRM_UPGRADE refuses an upgrade
- * past --max-connections (503) and one whose Origin is not allowed (403).  A
+ * past --max-connections (503), one from an address that already has
+ * --max-pending-per-peer connections not yet welcomed (503; session.c
+ * counts them; these refusals are logged at most once a second, with the
+ * number left unlogged, so that a flood does not flood the log) and one
+ * whose Origin is not allowed (403).  A
  * connection that has not finished its HTTP upgrade within --hello-timeout is
  * closed by lws (timeout_secs_ah_idle), so the upgrade cannot be sent slowly
  * for longer than a hello could.
@@ -267,6 +271,38 @@ refuse(struct lws *wsi, unsigned status, const char *why)
 	return -1;
 }
 
+/*
+ * Refuses the handshake of a peer at --max-pending-per-peer (503).  The log
+ * line names the address and the limit, at most once per
+ * SL_REFUSE_LOG_MS, saying how many refusals went unlogged since the last.
+ */
+#define SL_REFUSE_LOG_MS 1000
+
+static int
+refuse_pending(struct lws *wsi, const char *peer)
+{
+	static int64_t last_ms = -SL_REFUSE_LOG_MS;
+	static unsigned long long unlogged;
+	int64_t now = sl_gw_now_ms();
+
+	if (now - last_ms >= SL_REFUSE_LOG_MS) {
+		char more[96] = "";
+		if (unlogged)
+			snprintf(more, sizeof more, "; %llu more such refusals (any address) since the last line",
+			         unlogged);
+		sl_gw_log("peer=%s: handshake refused (503): %zu connections from this address not yet "
+		          "welcomed (--max-pending-per-peer %zu)%s",
+		          peer, sl_sessions_pending_from(peer), sl_gw.cfg.max_pending_per_peer, more);
+		last_ms = now;
+		unlogged = 0;
+	} else {
+		unlogged++;
+	}
+	lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+	                       "too many connections from this address not yet welcomed");
+	return -1;
+}
+
 static int
 http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
               void *in, size_t len)
@@ -278,6 +314,12 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		if (sl_gw.n_sessions >= sl_gw.cfg.max_connections)
 			return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
 			              "too many connections (--max-connections)");
+		if (sl_gw.cfg.max_pending_per_peer > 0) {
+			char peer[48];
+			lws_get_peer_simple(wsi, peer, sizeof peer);
+			if (sl_sessions_pending_from(peer) >= sl_gw.cfg.max_pending_per_peer)
+				return refuse_pending(wsi, peer);
+		}
 		if (!origin_allowed(wsi))
 			return refuse(wsi, HTTP_STATUS_FORBIDDEN, "Origin not allowed (--allow-origin)");
 		break;
@@ -334,6 +376,13 @@ usage(FILE *f)
 	        "                          change stream, the others carry the clients' queries\n"
 	        "  --max-connections N     WebSocket connections at most (default 10000); more\n"
 	        "                          handshakes are refused with HTTP 503\n"
+	        "  --max-pending-per-peer N\n"
+	        "                          connections from one address not yet welcomed (no\n"
+	        "                          hello, or its answer not sent yet) at most (default\n"
+	        "                          16; 0: no limit); more handshakes from that address\n"
+	        "                          are refused with HTTP 503.  Behind a proxy or load\n"
+	        "                          balancer all clients share its address: raise it\n"
+	        "                          or set 0 and rely on the proxy's own limits\n"
 	        "  --allow-origin LIST     comma-separated Origins a browser may connect from;\n"
 	        "                          others are refused with HTTP 403 (default: any;\n"
 	        "                          handshakes without Origin are always accepted)\n"
@@ -415,6 +464,7 @@ main(int argc, char **argv)
 	sl_gw.cfg.limits = sl_limits_default();
 	sl_gw.cfg.db_connections = 4;
 	sl_gw.cfg.max_connections = 10000;
+	sl_gw.cfg.max_pending_per_peer = 16;
 	sl_gw.cfg.hello_timeout_s = 10;
 	sl_gw.cfg.idle_timeout_s = 60;
 	sl_gw.cfg.send_queue_bytes = 1024 * 1024;
@@ -444,6 +494,11 @@ main(int argc, char **argv)
 			if ((v = num_arg(argv[i], argv[i + 1], 1, 1000000)) < 0)
 				return 2;
 			sl_gw.cfg.max_connections = (size_t) v;
+			i++;
+		} else if (!strcmp(argv[i], "--max-pending-per-peer")) {
+			if ((v = num_arg(argv[i], argv[i + 1], 0, 1000000)) < 0)
+				return 2;
+			sl_gw.cfg.max_pending_per_peer = (size_t) v;
 			i++;
 		} else if (!strcmp(argv[i], "--hello-timeout")) {
 			if ((v = num_arg(argv[i], argv[i + 1], 1, 3600)) < 0)

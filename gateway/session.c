@@ -113,6 +113,7 @@ typedef struct sl_sess {
 	char peer[48];
 	int64_t opened_ms, last_rx_ms, closing_ms;
 	bool hello_seen;
+	bool pending_counted;        /* counted in its peer's pending sessions (peer_pending_begin) */
 	bool ping_due;               /* write a WebSocket ping at the next writable */
 	bool ping_sent;              /* since the last frame or pong received */
 	bool rx_paused;              /* rx flow control off (rx_flow()) */
@@ -669,6 +670,81 @@ sess_has_group(const sl_sess *s, const char *g)
 		if (!strcmp(p, g))
 			return true;
 	return false;
+}
+
+/* ---------------------------------------------------------------- pending peers */
+
+/*
+ * Sessions not welcomed yet, counted per peer address (the text of
+ * lws_get_peer_simple()), for --max-pending-per-peer: main.c refuses a
+ * handshake from an address that already has that many (HTTP 503), so one
+ * address cannot hold every --max-connections slot with connections that
+ * never say hello (or whose hello is never answered).  A session is counted
+ * from ESTABLISHED until its welcome is queued or it closes, whichever comes
+ * first.  One sl_peer per address with at least one such session, freed when
+ * its count drops to 0, so there are never more than sessions (at most
+ * --max-connections).
+ */
+#define SL_PEER_BUCKETS 1024
+
+/* One of these per peer address with pending sessions. */
+typedef struct sl_peer {
+	struct sl_peer *next;  /* in its bucket */
+	size_t pending;        /* its sessions not yet welcomed, > 0 */
+	char addr[48];
+} sl_peer;
+
+static sl_peer *peer_table[SL_PEER_BUCKETS];
+
+/* Where addr's entry is, or would be linked, in its bucket. */
+static sl_peer **
+peer_slot(const char *addr)
+{
+	sl_peer **pp = &peer_table[hash_str(addr, 0xcbf29ce484222325u) & (SL_PEER_BUCKETS - 1)];
+	while (*pp && strcmp((*pp)->addr, addr))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+size_t
+sl_sessions_pending_from(const char *addr)
+{
+	sl_peer **pp = peer_slot(addr);
+	return *pp ? (*pp)->pending : 0;
+}
+
+/* Counts s as pending for its peer.  Out of memory it is not counted (and
+ * logged): the limit is a defence, not a reason to refuse a connection. */
+static void
+peer_pending_begin(sl_sess *s)
+{
+	sl_peer **pp = peer_slot(s->peer);
+	if (!*pp) {
+		sl_peer *p = calloc(1, sizeof *p);
+		if (!p) {
+			sl_gw_log("session %llu peer=%s: out of memory counting pending connections",
+			          (unsigned long long) s->id, s->peer);
+			return;
+		}
+		snprintf(p->addr, sizeof p->addr, "%s", s->peer);
+		*pp = p;
+	}
+	(*pp)->pending++;
+	s->pending_counted = true;
+}
+
+/* s is welcomed or closing for good: no longer pending.  Idempotent. */
+static void
+peer_pending_end(sl_sess *s)
+{
+	if (!s->pending_counted)
+		return;
+	s->pending_counted = false;
+	sl_peer **pp = peer_slot(s->peer), *p = *pp;
+	if (p && --p->pending == 0) {
+		*pp = p->next;
+		free(p);
+	}
 }
 
 /* ---------------------------------------------------------------- changes */
@@ -1550,6 +1626,7 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 	char hlc[SL_HLC_LEN + 1];
 	sl_gw_hlc_now(hlc);
 	queue_owned(s, sl_encode_welcome(server_cursor, hlc, s->groups, tables));
+	peer_pending_end(s);
 	json_decref(tables);
 	char *gs = json_dumps(s->groups, JSON_COMPACT);
 	sl_gw_log("session %llu client_id=%s peer=%s: welcome subject=%s groups=%s cursor=%llu",
@@ -1991,6 +2068,7 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		s->hnext = sess_table[s->id & (SL_SESS_BUCKETS - 1)];
 		sess_table[s->id & (SL_SESS_BUCKETS - 1)] = s;
 		sl_gw.n_sessions++;
+		peer_pending_begin(s);
 		sl_gw_log("session %llu peer=%s: connect", (unsigned long long) s->id, s->peer);
 		set_send_buffer(s);
 		break;
@@ -2036,6 +2114,7 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			s->next->prev = s->prev;
 		sess_table_remove(s);
 		sl_gw.n_sessions--;
+		peer_pending_end(s);
 		sess_free_queue(s);
 		free(s->rx);
 		free(s->gkey);

@@ -17,6 +17,14 @@
  *       until its pong ("PONGS" counts them).  Ends with one line
  *       "ACCEPTED a REFUSED503 r OTHER o WELCOMED w PONGS p" and closes all.
  *
+ *   hostile pending HOST PORT N HOLD_FILE SECS
+ *       Opens N WebSocket handshakes one after another and never says hello
+ *       on any (what --max-pending-per-peer limits).  Prints "STATUS <i>
+ *       <HTTP status>" per attempt (0: no answer within 5 s, or the
+ *       connection failed), then "ACCEPTED a REFUSED503 r OTHER o" and
+ *       "HOLDING"; keeps the accepted ones open until HOLD_FILE exists (or
+ *       SECS pass), closes them all and prints "RELEASED".
+ *
  *   hostile slowhttp HOST PORT DELAY_MS SECS
  *       Sends the handshake request a byte at a time, DELAY_MS apart (a
  *       slowloris): prints "CLOSED <ms> <bytes sent>" when the server closes
@@ -362,6 +370,40 @@ do_flood(const char *host, const char *port, int n, const char *token, const cha
 }
 
 static int
+do_pending(const char *host, const char *port, int n, const char *hold_file, int secs)
+{
+	static conn c[MAX_CONNS];
+	int accepted = 0, refused = 0, other = 0;
+	int64_t end = now_ms() + (int64_t) secs * 1000;
+
+	if (n < 1 || n > MAX_CONNS)
+		return 2;
+	for (int i = 0; i < n; i++) {
+		c[i].fd = connect_tcp(host, port);
+		c[i].len = 0;
+		int st = c[i].fd < 0 ? 0 : handshake(c[i].fd, host, port, c[i].buf, &c[i].len, sizeof c[i].buf);
+		printf("STATUS %d %d\n", i, st);
+		if (st == 101) {
+			accepted++;
+			continue;
+		}
+		st == 503 ? refused++ : other++;
+		if (c[i].fd >= 0)
+			close(c[i].fd);
+		c[i].fd = -1;
+	}
+	printf("ACCEPTED %d REFUSED503 %d OTHER %d\nHOLDING\n", accepted, refused, other);
+	fflush(stdout);
+	while (!file_exists(hold_file) && now_ms() < end)
+		sleep_ms(20);
+	for (int i = 0; i < n; i++)
+		if (c[i].fd >= 0)
+			close(c[i].fd);
+	printf("RELEASED\n");
+	return accepted + refused + other > 0 ? 0 : 2;
+}
+
+static int
 do_slowhttp(const char *host, const char *port, int delay_ms, int secs)
 {
 	char req[512];
@@ -461,6 +503,7 @@ usage(void)
 {
 	fprintf(stderr,
 	        "usage: hostile flood HOST PORT N TOKEN GROUP HOLD_BYTES HOLD_FILE SECS\n"
+	        "       hostile pending HOST PORT N HOLD_FILE SECS\n"
 	        "       hostile slowhttp HOST PORT DELAY_MS SECS\n"
 	        "       hostile halfopen HOST PORT N SECS\n");
 }
@@ -474,6 +517,8 @@ main(int argc, char **argv)
 	if (argc == 10 && !strcmp(argv[1], "flood"))
 		return do_flood(argv[2], argv[3], atoi(argv[4]), argv[5], argv[6],
 		                strtoul(argv[7], NULL, 10), argv[8], atoi(argv[9]));
+	if (argc == 7 && !strcmp(argv[1], "pending"))
+		return do_pending(argv[2], argv[3], atoi(argv[4]), argv[5], atoi(argv[6]));
 	if (argc == 6 && !strcmp(argv[1], "slowhttp"))
 		return do_slowhttp(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	if (argc == 6 && !strcmp(argv[1], "halfopen"))

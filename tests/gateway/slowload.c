@@ -49,6 +49,13 @@
  *   the most any push was written after it was due).  Exit 0 when every op
  *   was acked and none refused.
  *
+ * Addresses: when the gateway is on loopback (--host 127.x.y.z, the default
+ * 127.0.0.1), connection k comes from its own source address,
+ * 127.1.(k / 200).(k % 200 + 1) (Linux routes all of 127/8 to lo), as
+ * clients of many machines would: the gateway limits the connections not yet
+ * welcomed per peer address (--max-pending-per-peer, default 16), which 100
+ * handshakes in flight from one address would exceed.
+ *
  * Both stop on SIGTERM/SIGINT, printing what they have.  Exit 1 on a failed
  * setup or run, 2 on bad arguments.
  */
@@ -433,6 +440,17 @@ conn_start(conn *c)
 	if (opt.rcvbuf > 0 && setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &opt.rcvbuf, sizeof opt.rcvbuf) != 0) {
 		conn_fail(c, strerror(errno));
 		return;
+	}
+	if (!strncmp(opt.host, "127.", 4)) {
+		struct sockaddr_in src;
+		memset(&src, 0, sizeof src);
+		src.sin_family = AF_INET;
+		src.sin_addr.s_addr = htonl(0x7f010000u | (((uint32_t) c->idx / 200 & 0xff) << 8) |
+		                            ((uint32_t) c->idx % 200 + 1));
+		if (bind(c->fd, (struct sockaddr *) &src, sizeof src) != 0) {
+			conn_fail(c, strerror(errno));
+			return;
+		}
 	}
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t) c->idx };
 	epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);

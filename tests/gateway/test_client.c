@@ -8,14 +8,17 @@
  * Sec-WebSocket-Protocol: synclog.v1, masked frames out, unmasked frames in),
  * so a bug shared by the gateway and lws's client side cannot hide.
  *
- *   test_client [--origin ORIGIN] [--rcvbuf BYTES] [--stamp] HOST PORT < script
+ *   test_client [--origin ORIGIN] [--rcvbuf BYTES] [--bind ADDR] [--stamp] HOST PORT < script
  *
  * --origin adds an "Origin: ORIGIN" header to the handshake (none by
  * default, as a non-browser client).  --rcvbuf sets SO_RCVBUF before
  * connecting, so that a client that stops reading fills the kernel's buffers
  * after some kilobytes rather than megabytes.  It also fixes the TCP window
  * for the whole connection (no window scaling): a few kilobytes make every
- * later read slow, 64 kB does not.  --stamp starts every output line with
+ * later read slow, 64 kB does not.  --bind binds the socket to local address
+ * ADDR (numeric, port 0) before connecting, so that a loopback client can
+ * come from 127.0.0.2 rather than 127.0.0.1 (the gateway counts pending
+ * connections per peer address).  --stamp starts every output line with
  * the wall-clock time it was printed, "@SECONDS.MICROSECONDS " (so the
  * moment a frame or the close was read), for suites that measure latencies.
  *
@@ -332,7 +335,7 @@ ended:
 }
 
 static int
-connect_ws(const char *host, const char *port, const char *origin, int rcvbuf)
+connect_ws(const char *host, const char *port, const char *origin, int rcvbuf, const char *bind_addr)
 {
 	struct addrinfo hints, *ai;
 	memset(&hints, 0, sizeof hints);
@@ -346,6 +349,25 @@ connect_ws(const char *host, const char *port, const char *origin, int rcvbuf)
 		printf("ERROR cannot set SO_RCVBUF: %s\n", strerror(errno));
 		freeaddrinfo(ai);
 		return -1;
+	}
+	if (fd >= 0 && bind_addr) {
+		struct addrinfo bh, *bi;
+		memset(&bh, 0, sizeof bh);
+		bh.ai_family = ai->ai_family;
+		bh.ai_socktype = SOCK_STREAM;
+		bh.ai_flags = AI_NUMERICHOST;
+		if (getaddrinfo(bind_addr, "0", &bh, &bi) != 0) {
+			printf("ERROR cannot parse --bind %s\n", bind_addr);
+			freeaddrinfo(ai);
+			return -1;
+		}
+		int rc = bind(fd, bi->ai_addr, bi->ai_addrlen);
+		freeaddrinfo(bi);
+		if (rc != 0) {
+			printf("ERROR cannot bind to %s: %s\n", bind_addr, strerror(errno));
+			freeaddrinfo(ai);
+			return -1;
+		}
 	}
 	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		printf("ERROR cannot connect to %s:%s: %s\n", host, port, strerror(errno));
@@ -661,13 +683,13 @@ timed_push(const char *text, int64_t ms)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: test_client [--origin ORIGIN] [--rcvbuf BYTES] [--stamp] HOST PORT < script\n");
+	fprintf(stderr, "usage: test_client [--origin ORIGIN] [--rcvbuf BYTES] [--bind ADDR] [--stamp] HOST PORT < script\n");
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *origin = NULL;
+	const char *origin = NULL, *bind_addr = NULL;
 	int rcvbuf = 0;
 	int ai = 1;
 
@@ -690,6 +712,8 @@ main(int argc, char **argv)
 			origin = argv[ai + 1];
 		else if (!strcmp(argv[ai], "--rcvbuf"))
 			rcvbuf = atoi(argv[ai + 1]);
+		else if (!strcmp(argv[ai], "--bind"))
+			bind_addr = argv[ai + 1];
 		else {
 			usage();
 			return 2;
@@ -703,7 +727,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned) getpid());
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (connect_ws(argv[ai], argv[ai + 1], origin, rcvbuf) != 0) {
+	if (connect_ws(argv[ai], argv[ai + 1], origin, rcvbuf, bind_addr) != 0) {
 		if (fd >= 0)
 			close(fd);
 		return 2;
