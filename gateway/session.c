@@ -136,6 +136,13 @@ typedef struct sl_sess {
 	bool has_token;              /* token_hex holds the hello's token hash */
 	char token_hex[SL_TOKEN_HASH_HEX + 1]; /* SHA-256 of the token, lowercase hex */
 	uint64_t auth_gen;           /* rv.gen when its authentication query was sent */
+	bool held;                   /* accepted by an answer that may predate a revocation:
+	                              * waits for the next revocation check (rv) */
+	uint64_t check_run;          /* the last revocation check (rv.run) that included it */
+	char *auth_subject;          /* malloc'd: the accepting answer, until welcome() */
+	json_t *auth_groups;         /* new: the token's groups, until welcome() */
+	json_t *auth_tables;         /* new: synclog.tables(), until welcome() */
+	uint64_t auth_cursor;        /* synclog.cursor() of that answer */
 	json_t *req_groups;          /* new: the groups asked for; NULL after welcome */
 	json_t *groups;              /* new: granted (asked ∩ token's); NULL before welcome */
 	char *gkey;                  /* the granted groups, sorted: which frames it can share */
@@ -175,12 +182,24 @@ static struct {
 	size_t unsent;           /* of those, not yet written or dropped */
 	int64_t round_ms;        /* when the last round queued them */
 	lws_sorted_usec_list_t sul;
-	bool stopped;            /* sl_sessions_stop(): no more rounds or timers */
+	bool stopped;            /* sl_sessions_stop(): no more rounds or timers (nor checks) */
+	/* NOTIFY synclog (see the comment above sl_sessions_on_notify()) */
+	uint64_t claim;          /* the highest cursor notified, not yet asked for; 0: none */
+	uint64_t claim_sent;     /* the claim the query in flight was sent for */
+	int64_t throttle_until;  /* a claim not confirmed: the next waits until then */
+	bool claim_timer;        /* claim_sul is set */
+	lws_sorted_usec_list_t claim_sul;
 	/* counters for the shutdown log line */
 	uint64_t n_rounds, n_frames, n_writes, n_merged;
+	uint64_t n_notify, n_stale, n_unconfirmed;
 } fo;
 
+/* The least time between two checks started by notifications anyone can
+ * send (NOTIFY synclog_revoke; NOTIFY synclog that no answer confirms). */
+#define SL_NOTIFY_INTERVAL_MS 250
+
 static void fanout_sent_one(void);
+static void fanout_claim_pump(void);
 
 size_t
 sl_session_data_size(void)
@@ -1150,12 +1169,14 @@ failed:
 /* ---------------------------------------------------------------- fan-out */
 
 /*
- * Live changes.  On each NOTIFY synclog (and on each reconnection of the
- * listener, and when a session joins the fan-out) one query reads, for all
- * live sessions together, changes_sql(union of their groups, lowest of their
- * cursors, changes_max()) on dbs[0].  At most one such query is in flight; a
- * wake-up while it runs sets `again`, which runs one more after it.  So
- * database work grows with changes, not with sessions.
+ * Live changes.  On each NOTIFY synclog that claims a cursor not yet read
+ * (see sl_sessions_on_notify(): claims are coalesced, and false ones
+ * throttled), on each reconnection of the listener, and when a session joins
+ * the fan-out, one query reads, for all live sessions together,
+ * changes_sql(union of their groups, lowest of their cursors, changes_max())
+ * on dbs[0].  At most one such query is in flight; a wake-up while it runs
+ * sets `again` (a claim: fo.claim), which runs one more after it.  So
+ * database work grows with changes, not with sessions or notifications.
  *
  * With the answer, each live session whose cursor is at least the query's
  * `after` gets one frame holding the changes of its granted groups above its
@@ -1190,6 +1211,8 @@ fanout_run(void)
 	bool any = false;
 
 	fo.again = false;
+	fo.claim_sent = fo.claim; /* what this query's answer should reach */
+	fo.claim = 0;
 	fo.query++;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next) {
 		if (!s->live || s->close_after)
@@ -1287,6 +1310,34 @@ fanout_sent_one(void)
 		fanout_kick();
 }
 
+static void
+fanout_claim_timer(lws_sorted_usec_list_t *sul)
+{
+	(void) sul;
+	fo.claim_timer = false;
+	fanout_claim_pump();
+}
+
+/*
+ * Starts the round a pending claim asks for, unless one is in flight (its
+ * answer calls this again), or the last claim went unconfirmed less than
+ * SL_NOTIFY_INTERVAL_MS ago (then a timer calls this again at the end of
+ * that interval).
+ */
+static void
+fanout_claim_pump(void)
+{
+	if (fo.stopped || fo.claim == 0 || fo.running || fo.claim_timer)
+		return;
+	int64_t wait = fo.throttle_until - sl_gw_now_ms();
+	if (wait > 0) {
+		fo.claim_timer = true;
+		lws_sul_schedule(sl_gw.ctx, 0, &fo.claim_sul, fanout_claim_timer, wait * LWS_US_PER_MS);
+		return;
+	}
+	fanout_kick();
+}
+
 static uint64_t
 slot_hash(const char *gkey, uint64_t cursor)
 {
@@ -1309,11 +1360,32 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 	char why[200];
 	if (!chgs_read(res, error, max, &c, why, sizeof why)) {
 		sl_gw_log("fan-out query failed: %s", why);
-		return; /* the next notification or reconnection tries again */
+		/* the next notification (not sooner than the interval) or
+		 * reconnection tries again */
+		fo.claim_sent = 0;
+		fo.throttle_until = sl_gw_now_ms() + SL_NOTIFY_INTERVAL_MS;
+		fanout_claim_pump();
+		return;
 	}
 	bool rerun = fo.again || c.more;
 	if (!c.snapshot_required && c.cursor > fo.cursor)
 		fo.cursor = c.cursor;
+	if (fo.claim_sent > fo.cursor) {
+		if (c.more || c.snapshot_required) {
+			/* cut short: the next round, run at once, reads on */
+			if (fo.claim_sent > fo.claim)
+				fo.claim = fo.claim_sent;
+		} else {
+			/* A notification claimed a cursor this answer, read after it
+			 * was heard, does not reach: not the sequencer's.  The next
+			 * claim waits SL_NOTIFY_INTERVAL_MS. */
+			fo.n_unconfirmed++;
+			fo.throttle_until = sl_gw_now_ms() + SL_NOTIFY_INTERVAL_MS;
+		}
+	}
+	fo.claim_sent = 0;
+	if (fo.claim <= fo.cursor)
+		fo.claim = 0;
 
 	/* One slot per (groups, cursor): an open-addressing table sized for
 	 * every live session. */
@@ -1387,6 +1459,8 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
 	free(c.v);
 	if (rerun)
 		fanout_kick();
+	else
+		fanout_claim_pump();
 }
 
 /* ---------------------------------------------------------------- revocation */
@@ -1397,17 +1471,35 @@ on_fanout_result(void *arg, PGresult *res, const char *error)
  * with synclog.authenticate_hash, by their hashes, in one query; the sessions
  * of tokens that no longer authenticate get `unauthorized` and are closed.
  *
- * A hello whose authentication is still in flight when the notification
+ * Any role may send NOTIFY synclog_revoke, so a flood of them must not mean a
+ * flood of checks: at most one check is in flight, and one starts at most
+ * every SL_NOTIFY_INTERVAL_MS.  A notification that arrives while a check
+ * runs or within the interval marks one as wanted (rv.want), which starts
+ * when the one in flight has answered and the interval is over (a timer,
+ * rv.sul): however many notifications, one more check.  The first
+ * notification after a quiet interval starts its check at once, so a real
+ * revocation closes its sessions within a query's time.
+ *
+ * A hello whose authentication is still in flight when a notification
  * arrives is not in that check, and its query may have read the token before
  * the revocation committed (its snapshot came first).  So each notification
  * (and each reconnection of the listener) advances rv.gen; an accepting
- * answer to a query sent under an older generation is not trusted: the hello
- * is authenticated again (auth_send), by a query that reads the token after
- * the revocation, before any welcome or row is sent.
+ * answer to a query sent under an older generation is not trusted: the
+ * session is held (its answer kept, no welcome, no row sent) and joins the
+ * next check, whose answer welcomes it or closes it with unauthorized.
+ * (Authenticating it again instead would, under a flood, never end: each
+ * new answer would straddle another notification.)
  */
 static struct {
-	bool running, again;
+	bool running;
+	bool want;     /* a check is due: a notification, a reconnection, a held hello */
+	bool timer;    /* sul is set */
+	bool sent;     /* a check was ever sent (last_ms is meaningful) */
+	int64_t last_ms;   /* when the last check was sent */
 	uint64_t gen;  /* revocation notifications heard so far */
+	uint64_t run;  /* the number of the last check sent (sessions' check_run) */
+	lws_sorted_usec_list_t sul;
+	uint64_t n_notify, n_checks; /* for the shutdown log line */
 } rv;
 
 /* The hashes ($1, hex) whose tokens no longer authenticate. */
@@ -1416,34 +1508,84 @@ static const char revoke_sql[] =
 	" WHERE NOT EXISTS (SELECT 1 FROM synclog.authenticate_hash(pg_catalog.decode(h, 'hex')))";
 
 static void on_revoke_result(void *arg, PGresult *res, const char *error);
+static void welcome(sl_sess *s);
+
+/* A held session whose check could not be made: as an authentication query
+ * that failed. */
+static void
+held_unavailable(sl_sess *s)
+{
+	s->held = false;
+	s->sm.state = SL_SESS_CLOSING;
+	queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the database is unavailable; try again later", true);
+}
 
 static void
 revoke_run(void)
 {
 	sl_strset tokens = { 0 };
-	rv.again = false;
+	rv.want = false;
+	rv.run++;
 	for (sl_sess *s = sl_gw.sessions; s; s = s->next)
-		if (s->groups && !s->close_after && s->has_token)
+		if ((s->groups || s->held) && !s->close_after && s->has_token) {
 			strset_add(&tokens, s->token_hex);
+			s->check_run = rv.run;
+		}
 	if (tokens.n == 0 || tokens.oom) {
+		if (tokens.oom)
+			sl_gw_log("revocation check: out of memory");
 		free(tokens.slot);
 		return;
 	}
 	char *lit = strset_literal(&tokens);
 	free(tokens.slot);
 	const char *params[1] = { lit };
-	if (lit && sl_gw_query(0, revoke_sql, 1, params, on_revoke_result, NULL) == 0)
+	if (lit && sl_gw_query(0, revoke_sql, 1, params, on_revoke_result, NULL) == 0) {
 		rv.running = true;
+		rv.sent = true;
+		rv.last_ms = sl_gw_now_ms();
+		rv.n_checks++;
+	} else {
+		sl_gw_log("revocation check: could not be sent; the next notification or reconnection tries again");
+		for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+			if (s->held && !s->close_after)
+				held_unavailable(s);
+	}
 	free(lit);
+}
+
+static void revoke_pump(void);
+
+static void
+revoke_timer(lws_sorted_usec_list_t *sul)
+{
+	(void) sul;
+	rv.timer = false;
+	revoke_pump();
+}
+
+/* Starts the wanted check, unless one is in flight (its answer calls this
+ * again) or the last started less than SL_NOTIFY_INTERVAL_MS ago (a timer
+ * calls this again then). */
+static void
+revoke_pump(void)
+{
+	if (fo.stopped || !rv.want || rv.running || rv.timer)
+		return;
+	int64_t wait = rv.sent ? rv.last_ms + SL_NOTIFY_INTERVAL_MS - sl_gw_now_ms() : 0;
+	if (wait > 0) {
+		rv.timer = true;
+		lws_sul_schedule(sl_gw.ctx, 0, &rv.sul, revoke_timer, wait * LWS_US_PER_MS);
+		return;
+	}
+	revoke_run();
 }
 
 static void
 revoke_kick(void)
 {
-	if (rv.running)
-		rv.again = true;
-	else
-		revoke_run();
+	rv.want = true;
+	revoke_pump();
 }
 
 static void
@@ -1451,35 +1593,86 @@ on_revoke_result(void *arg, PGresult *res, const char *error)
 {
 	(void) arg;
 	rv.running = false;
+	uint64_t run = rv.run;
 	if (error || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		char why[200];
 		first_line(error ? error : PQresultErrorMessage(res), why, sizeof why);
 		sl_gw_log("revocation check failed: %s", why);
-		return; /* the next notification or reconnection tries again */
+		for (sl_sess *s = sl_gw.sessions; s; s = s->next)
+			if (s->held && s->check_run == run && !s->close_after)
+				held_unavailable(s);
+		revoke_pump(); /* else the next notification or reconnection tries again */
+		return;
 	}
 	sl_strset gone = { 0 };
 	for (int i = 0; i < PQntuples(res); i++)
 		strset_add(&gone, PQgetvalue(res, i, 0));
-	if (gone.n > 0)
-		for (sl_sess *s = sl_gw.sessions; s; s = s->next)
-			if (s->groups && s->has_token && !s->close_after && strset_has(&gone, s->token_hex)) {
-				sl_gw_log("session %llu client_id=%s peer=%s: token revoked; closing",
-				          (unsigned long long) s->id, s->client_id, s->peer);
-				s->sm.state = SL_SESS_CLOSING;
-				queue_error(s, SL_ERR_UNAUTHORIZED, "the token was revoked", true);
+	for (sl_sess *s = sl_gw.sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->close_after || !s->has_token || s->check_run != run)
+			continue;
+		bool revoked = gone.n > 0 && strset_has(&gone, s->token_hex);
+		if (s->held) {
+			s->held = false;
+			sl_action a = sl_session_on_auth_result(&s->sm, !revoked);
+			if (a.kind == SL_ACTION_CLOSE) {
+				sl_gw_log("session %llu client_id=%s peer=%s: auth failure (%s)",
+				          (unsigned long long) s->id, s->client_id, s->peer, a.error.message);
+				queue_error(s, a.error.code, a.error.message, true);
+			} else if (a.kind == SL_ACTION_WELCOME) {
+				welcome(s);
 			}
+		} else if (revoked && s->groups) {
+			sl_gw_log("session %llu client_id=%s peer=%s: token revoked; closing",
+			          (unsigned long long) s->id, s->client_id, s->peer);
+			s->sm.state = SL_SESS_CLOSING;
+			queue_error(s, SL_ERR_UNAUTHORIZED, "the token was revoked", true);
+		}
+	}
 	free(gone.slot);
-	if (rv.again)
-		revoke_run();
+	revoke_pump();
 }
 
+/*
+ * NOTIFY synclog carries the sequencer's new high-water cursor.  A
+ * notification whose cursor the fan-out has already read (≤ fo.cursor) asks
+ * for nothing and is ignored; otherwise its cursor becomes a claim
+ * (fo.claim, the highest one pending) that the next round reads up to.  At
+ * most one round is in flight (fo.running), so notifications arriving
+ * meanwhile are coalesced into one claim, read by one round once the
+ * answer is in; the first notification after a quiet spell starts its round
+ * at once.  Any role can send NOTIFY synclog with any payload, but a claim
+ * is checked by its answer: an answer read after the notification arrived
+ * must reach its cursor (the sequencer notifies after its commit).  When it
+ * does not, the claim was not the sequencer's, and the next claim waits until
+ * SL_NOTIFY_INTERVAL_MS after that answer (fo.throttle_until,
+ * fo.claim_sul): a flood of false claims costs at most one fan-out query per
+ * interval, while true ones, confirmed by every answer, are never held back
+ * unless such a flood is going on.  A payload that is not a number is a claim
+ * of "anything", confirmed by no answer.
+ */
 void
 sl_sessions_on_notify(const char *channel, const char *payload)
 {
-	(void) payload;
-	if (!strcmp(channel, "synclog"))
-		fanout_kick();
-	else if (!strcmp(channel, "synclog_revoke")) {
+	if (!strcmp(channel, "synclog")) {
+		fo.n_notify++;
+		uint64_t n = UINT64_MAX;
+		char *end;
+		if (payload[0] >= '0' && payload[0] <= '9') {
+			errno = 0;
+			unsigned long long v = strtoull(payload, &end, 10);
+			if (!errno && !*end)
+				n = v;
+		}
+		if (n <= fo.cursor) {
+			fo.n_stale++;
+			return;
+		}
+		if (n > fo.claim)
+			fo.claim = n;
+		fanout_claim_pump();
+	} else if (!strcmp(channel, "synclog_revoke")) {
+		rv.n_notify++;
 		rv.gen++;
 		revoke_kick();
 	}
@@ -1578,12 +1771,25 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 		return;
 	}
 	bool ok = PQntuples(res) == 1;
-	if (ok && s->auth_gen != rv.gen && s->sm.state == SL_SESS_AUTHENTICATING) {
-		/* A revocation was heard meanwhile: this answer may predate it. */
-		sl_gw_log("session %llu client_id=%s: a revocation arrived during authentication; checking again",
-		          (unsigned long long) s->id, s->client_id);
-		auth_send(s);
-		return;
+	if (ok && s->sm.state == SL_SESS_AUTHENTICATING) {
+		/* the answer, kept until welcome() */
+		free(s->auth_subject);
+		json_decref(s->auth_groups);
+		json_decref(s->auth_tables);
+		s->auth_subject = strdup(PQgetvalue(res, 0, 0));
+		s->auth_groups = json_loads(PQgetvalue(res, 0, 1), 0, NULL); /* new */
+		s->auth_tables = json_loads(PQgetvalue(res, 0, 4), 0, NULL); /* new */
+		s->auth_cursor = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+		if (s->auth_gen != rv.gen) {
+			/* A revocation was heard meanwhile: this answer may predate
+			 * it.  Held for the next revocation check. */
+			sl_gw_log("session %llu client_id=%s: a revocation arrived during authentication; "
+			          "holding the welcome for the next revocation check",
+			          (unsigned long long) s->id, s->client_id);
+			s->held = true;
+			revoke_kick();
+			return;
+		}
 	}
 	sl_action a = sl_session_on_auth_result(&s->sm, ok);
 	if (a.kind == SL_ACTION_CLOSE) {
@@ -1592,12 +1798,24 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 		queue_error(s, a.error.code, a.error.message, true);
 		return;
 	}
-	if (a.kind != SL_ACTION_WELCOME)
-		return;
+	if (a.kind == SL_ACTION_WELCOME)
+		welcome(s);
+}
 
-	json_t *tokgroups = json_loads(PQgetvalue(res, 0, 1), 0, NULL); /* new */
-	json_t *tables = json_loads(PQgetvalue(res, 0, 4), 0, NULL);    /* new */
-	uint64_t server_cursor = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+/*
+ * The hello is accepted (the state machine said SL_ACTION_WELCOME): the
+ * granted groups are the asked ones the token's answer (s->auth_*) grants;
+ * welcome is queued and the backlog asked for.  The answer is released.
+ */
+static void
+welcome(sl_sess *s)
+{
+	json_t *tokgroups = s->auth_groups; /* new: ours now */
+	json_t *tables = s->auth_tables;    /* new: ours now */
+	uint64_t server_cursor = s->auth_cursor;
+	char *subject = s->auth_subject;
+	s->auth_groups = s->auth_tables = NULL;
+	s->auth_subject = NULL;
 	sl_strset granted = { 0 }, seen = { 0 };
 	size_t i;
 	json_t *g;
@@ -1614,8 +1832,9 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 	json_decref(s->req_groups);
 	s->req_groups = NULL;
 	s->gkey = groups_key(s->groups);
-	if (!s->gkey || granted.oom || seen.oom) {
+	if (!s->gkey || !subject || granted.oom || seen.oom) {
 		json_decref(tables);
+		free(subject);
 		queue_error(s, SL_ERR_SERVER_UNAVAILABLE, "the gateway ran out of memory", true);
 		return;
 	}
@@ -1630,9 +1849,10 @@ on_auth_result(void *arg, PGresult *res, const char *error)
 	json_decref(tables);
 	char *gs = json_dumps(s->groups, JSON_COMPACT);
 	sl_gw_log("session %llu client_id=%s peer=%s: welcome subject=%s groups=%s cursor=%llu",
-	          (unsigned long long) s->id, s->client_id, s->peer, PQgetvalue(res, 0, 0),
+	          (unsigned long long) s->id, s->client_id, s->peer, subject,
 	          gs ? gs : "?", (unsigned long long) s->cursor);
 	free(gs);
+	free(subject);
 	if (json_array_size(s->groups) > 0 && !s->close_after)
 		backlog_next(s);
 }
@@ -1878,9 +2098,18 @@ sl_sessions_stop(void)
 	          "%llu changes frames coalesced into fewer",
 	          (unsigned long long) fo.n_rounds, (unsigned long long) fo.n_frames,
 	          (unsigned long long) fo.n_writes, (unsigned long long) fo.n_merged);
+	sl_gw_log("notifications: synclog %llu (%llu already read, %llu claims no answer confirmed), "
+	          "synclog_revoke %llu; %llu revocation checks",
+	          (unsigned long long) fo.n_notify, (unsigned long long) fo.n_stale,
+	          (unsigned long long) fo.n_unconfirmed, (unsigned long long) rv.n_notify,
+	          (unsigned long long) rv.n_checks);
 	fo.stopped = true;
 	fo.deferred = false;
+	fo.claim_timer = false;
+	rv.timer = false;
 	lws_sul_schedule(sl_gw.ctx, 0, &fo.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
+	lws_sul_schedule(sl_gw.ctx, 0, &fo.claim_sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
+	lws_sul_schedule(sl_gw.ctx, 0, &rv.sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 	lws_sul_schedule(sl_gw.ctx, 0, &sweep_sul, NULL, LWS_SET_TIMER_USEC_CANCEL);
 }
 
@@ -2118,6 +2347,9 @@ sl_session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		sess_free_queue(s);
 		free(s->rx);
 		free(s->gkey);
+		free(s->auth_subject);
+		json_decref(s->auth_groups);
+		json_decref(s->auth_tables);
 		free(s->snap_table);
 		free(s->snap_row);
 		json_decref(s->req_groups);
