@@ -148,7 +148,8 @@ sl_key_type_problem(Oid typid, Oid coll)
 		case TEXTOID:
 		case VARCHAROID:
 			if (OidIsValid(coll) && !get_collation_isdeterministic(coll))
-				return "its collation is nondeterministic: two different texts may be equal";
+				return psprintf("collation %s is nondeterministic: two different texts may be equal",
+								quote_identifier(get_collation_name(coll)));
 			return NULL;
 		default:
 			return psprintf("type %s has no text form that names exactly one value whatever the session's settings",
