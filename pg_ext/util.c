@@ -28,6 +28,7 @@
 #include "utils/syscache.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 
 #include "synclog.h"
 
@@ -606,4 +607,50 @@ synclog_key_problem(PG_FUNCTION_ARGS)
 	if (problem == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(problem));
+}
+
+PG_FUNCTION_INFO_V1(synclog_read_problem);
+
+/*
+ * synclog._read_problem(tbl regclass, pk name, grp name) → text: why the
+ * tracked table tbl cannot be read for a snapshot now, or NULL when it can.
+ * Takes the table's ACCESS SHARE lock first (held to the end of the
+ * transaction, as the snapshot's own read would), so that no ALTER TABLE
+ * can commit between this check and the read, and then looks at the
+ * current catalog: the table must still be an ordinary table (a rule can
+ * turn a table into a view, whose query would run with synclog's rights)
+ * whose key and group column are still of types track() accepts (a key
+ * altered to a type with the owner's cast from text would have that cast
+ * run by the read's m.row_id::type).
+ */
+Datum
+synclog_read_problem(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	const char *cols[2] = {NameStr(*PG_GETARG_NAME(1)), NameStr(*PG_GETARG_NAME(2))};
+	char		kind;
+
+	LockRelationOid(relid, AccessShareLock);
+	kind = get_rel_relkind(relid);
+	if (kind == '\0')
+		PG_RETURN_TEXT_P(cstring_to_text("it no longer exists"));
+	if (kind != RELKIND_RELATION)
+		PG_RETURN_TEXT_P(cstring_to_text("it is no longer an ordinary table"));
+	for (int i = 0; i < 2; i++)
+	{
+		AttrNumber	attnum = get_attnum(relid, cols[i]);
+		Oid			typid,
+					coll;
+		int32		typmod;
+		const char *problem;
+
+		if (attnum == InvalidAttrNumber)
+			PG_RETURN_TEXT_P(cstring_to_text(psprintf("its column \"%s\" no longer exists", cols[i])));
+		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
+		if ((problem = sl_key_type_problem(typid, coll)) != NULL)
+			PG_RETURN_TEXT_P(cstring_to_text(psprintf("its %s \"%s\": %s",
+													  i == 0 ? "primary key" : "group column",
+													  cols[i], problem)));
+	}
+	PG_RETURN_NULL();
 }
