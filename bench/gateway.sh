@@ -338,6 +338,7 @@ GW_OPTS=()
 GW_HELP=$("$GW_BIN" --help 2>&1 || true)
 [[ $GW_HELP != *--db-connections* ]] || GW_OPTS+=(--db-connections "$GW_DB_CONNECTIONS")
 [[ $GW_HELP != *--max-connections* ]] || GW_OPTS+=(--max-connections "$GW_MAX_CONNECTIONS")
+[[ $GW_HELP != *--max-pending-per-peer* ]] || GW_OPTS+=(--max-pending-per-peer 0)  # gwload opens 200 handshakes from one address
 HARD_NOFILE=$(ulimit -Hn)
 if [[ $HARD_NOFILE != unlimited ]] && ((HARD_NOFILE < ${MEM_NS[-1]} + 200)); then
 	die "ulimit -n (hard) is $HARD_NOFILE: too low for ${MEM_NS[-1]} connections"
