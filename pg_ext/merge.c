@@ -121,7 +121,6 @@ field_datum(SlField *f, bool *isnull)
 	char	   *str;
 	Oid			infunc,
 				ioparam;
-
 	Datum		d;
 
 	sl_current_column = f->column;
@@ -546,7 +545,6 @@ pk_datum(SlTable *t, const char *row)
 {
 	Oid			infunc,
 				ioparam;
-
 	Datum		d;
 
 	sl_current_column = t->pk_column;

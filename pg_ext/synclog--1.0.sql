@@ -130,9 +130,10 @@ CREATE FUNCTION synclog._row_jsonb(tbl regclass, r record) RETURNS jsonb
 CREATE FUNCTION synclog._key_problem(tbl regclass, col name) RETURNS text
     AS 'MODULE_PATHNAME', 'synclog_key_problem' LANGUAGE C STABLE STRICT;
 
--- Locks a tracked table for reading and says why it cannot be read now.
-CREATE FUNCTION synclog._read_problem(tbl regclass, pk name, grp name) RETURNS text
-    AS 'MODULE_PATHNAME', 'synclog_read_problem' LANGUAGE C VOLATILE STRICT;
+-- Locks a tracked table for reading; false, with a WARNING saying why, when
+-- it can no longer be read safely (util.c).
+CREATE FUNCTION synclog._readable(tbl regclass, name text, pk name, grp name) RETURNS bool
+    AS 'MODULE_PATHNAME', 'synclog_readable' LANGUAGE C VOLATILE STRICT;
 
 CREATE FUNCTION synclog._start_sequencer() RETURNS void
     AS 'MODULE_PATHNAME', 'synclog_start_sequencer' LANGUAGE C VOLATILE;
@@ -143,7 +144,7 @@ CREATE FUNCTION synclog._ensure_sequencer() RETURNS void
 
 REVOKE ALL ON FUNCTION synclog._hlc_now(), synclog._random_token(),
     synclog._row_jsonb(regclass, record), synclog._key_problem(regclass, name),
-    synclog._read_problem(regclass, name, name),
+    synclog._readable(regclass, text, name, name),
     synclog._capture_existing(regclass), synclog._start_sequencer(),
     synclog._ensure_sequencer() FROM PUBLIC;
 
@@ -423,7 +424,6 @@ DECLARE
     t     record;
     part  jsonb;
     rows  jsonb := '[]'::jsonb;
-    problem text;
 BEGIN
     IF groups IS NULL THEN
         RAISE EXCEPTION 'synclog.snapshot needs an array of groups' USING ERRCODE = 'null_value_not_allowed';
@@ -440,12 +440,7 @@ BEGIN
         -- A table altered since track() so that reading it would run its
         -- owner's code with synclog's rights is left out (and its ops are
         -- refused invalid_op) until it is fixed or untracked.
-        problem := synclog._read_problem(t.tbl, t.pk_column, t.group_column);
-        IF problem IS NOT NULL THEN
-            RAISE WARNING 'synclog: tracked table "%" left out of the snapshot: %', t.name, problem
-                USING HINT = 'Restore the table, or call synclog.untrack on it.';
-            CONTINUE;
-        END IF;
+        CONTINUE WHEN NOT synclog._readable(t.tbl, t.name, t.pk_column, t.group_column);
         EXECUTE format(
             'SELECT coalesce(jsonb_agg(jsonb_build_object(''table'', $2, ''row'', m.row_id, '
             '''fields'', synclog._row_jsonb($3, x), ''clocks'', m.clocks) ORDER BY m.row_id), ''[]''::jsonb) '
@@ -487,7 +482,6 @@ DECLARE
     cut    boolean := false;
     last_t text;
     cur    bigint;
-    problem text;
 BEGIN
     IF groups IS NULL THEN
         RAISE EXCEPTION 'synclog.snapshot_page needs an array of groups' USING ERRCODE = 'null_value_not_allowed';
@@ -515,12 +509,7 @@ BEGIN
     LOOP
         EXIT WHEN n >= max OR cut;
         -- As in snapshot: a table no longer safe to read is left out.
-        problem := synclog._read_problem(t.tbl, t.pk_column, t.group_column);
-        IF problem IS NOT NULL THEN
-            RAISE WARNING 'synclog: tracked table "%" left out of the snapshot: %', t.name, problem
-                USING HINT = 'Restore the table, or call synclog.untrack on it.';
-            CONTINUE;
-        END IF;
+        CONTINUE WHEN NOT synclog._readable(t.tbl, t.name, t.pk_column, t.group_column);
         -- b.before: the bytes of the rows before this one in the page.
         EXECUTE format(
             'SELECT coalesce(jsonb_agg(b.j ORDER BY b.row_id) FILTER (WHERE b.keep), ''[]''::jsonb), '

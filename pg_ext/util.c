@@ -585,35 +585,47 @@ synclog_row_jsonb(PG_FUNCTION_ARGS)
 }
 
 /*
- * synclog._key_problem(tbl regclass, col name) → text: why column col of
- * tbl cannot be a tracked table's primary key or group column
- * (sl_key_type_problem), or NULL when it can.
+ * Why column col of table relid cannot be a tracked table's primary key or
+ * group column (sl_key_type_problem), or NULL when it can; *missing tells
+ * when there is no such column.
  */
-Datum
-synclog_key_problem(PG_FUNCTION_ARGS)
+static const char *
+column_key_problem(Oid relid, const char *col, bool *missing)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *col = NameStr(*PG_GETARG_NAME(1));
 	AttrNumber	attnum = get_attnum(relid, col);
 	Oid			typid,
 				coll;
 	int32		typmod;
-	const char *problem;
 
-	if (attnum == InvalidAttrNumber)
-		PG_RETURN_NULL();
+	*missing = (attnum == InvalidAttrNumber);
+	if (*missing)
+		return NULL;
 	get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
-	problem = sl_key_type_problem(typid, coll);
+	return sl_key_type_problem(typid, coll);
+}
+
+/*
+ * synclog._key_problem(tbl regclass, col name) → text: why column col of
+ * tbl cannot be a tracked table's primary key or group column, or NULL when
+ * it can.
+ */
+Datum
+synclog_key_problem(PG_FUNCTION_ARGS)
+{
+	bool		missing;
+	const char *problem = column_key_problem(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1)), &missing);
+
 	if (problem == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(problem));
 }
 
-PG_FUNCTION_INFO_V1(synclog_read_problem);
+PG_FUNCTION_INFO_V1(synclog_readable);
 
 /*
- * synclog._read_problem(tbl regclass, pk name, grp name) → text: why the
- * tracked table tbl cannot be read for a snapshot now, or NULL when it can.
+ * synclog._readable(tbl regclass, name text, pk name, grp name) → bool:
+ * whether the tracked table tbl (called name) may be read for a snapshot
+ * now; when not, a WARNING says why and the snapshot leaves it out.
  * Takes the table's ACCESS SHARE lock first (held to the end of the
  * transaction, as the snapshot's own read would), so that no ALTER TABLE
  * can commit between this check and the read, and then looks at the
@@ -624,33 +636,35 @@ PG_FUNCTION_INFO_V1(synclog_read_problem);
  * run by the read's m.row_id::type).
  */
 Datum
-synclog_read_problem(PG_FUNCTION_ARGS)
+synclog_readable(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
-	const char *cols[2] = {NameStr(*PG_GETARG_NAME(1)), NameStr(*PG_GETARG_NAME(2))};
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *cols[2] = {NameStr(*PG_GETARG_NAME(2)), NameStr(*PG_GETARG_NAME(3))};
+	const char *problem = NULL;
 	char		kind;
 
 	LockRelationOid(relid, AccessShareLock);
 	kind = get_rel_relkind(relid);
 	if (kind == '\0')
-		PG_RETURN_TEXT_P(cstring_to_text("it no longer exists"));
-	if (kind != RELKIND_RELATION)
-		PG_RETURN_TEXT_P(cstring_to_text("it is no longer an ordinary table"));
-	for (int i = 0; i < 2; i++)
+		problem = "it no longer exists";
+	else if (kind != RELKIND_RELATION)
+		problem = "it is no longer an ordinary table";
+	for (int i = 0; problem == NULL && i < 2; i++)
 	{
-		AttrNumber	attnum = get_attnum(relid, cols[i]);
-		Oid			typid,
-					coll;
-		int32		typmod;
-		const char *problem;
+		bool		missing;
+		const char *p = column_key_problem(relid, cols[i], &missing);
 
-		if (attnum == InvalidAttrNumber)
-			PG_RETURN_TEXT_P(cstring_to_text(psprintf("its column \"%s\" no longer exists", cols[i])));
-		get_atttypetypmodcoll(relid, attnum, &typid, &typmod, &coll);
-		if ((problem = sl_key_type_problem(typid, coll)) != NULL)
-			PG_RETURN_TEXT_P(cstring_to_text(psprintf("its %s \"%s\": %s",
-													  i == 0 ? "primary key" : "group column",
-													  cols[i], problem)));
+		if (missing)
+			problem = psprintf("its column \"%s\" no longer exists", cols[i]);
+		else if (p != NULL)
+			problem = psprintf("its %s \"%s\": %s", i == 0 ? "primary key" : "group column",
+							   cols[i], p);
 	}
-	PG_RETURN_NULL();
+	if (problem == NULL)
+		PG_RETURN_BOOL(true);
+	ereport(WARNING,
+			(errmsg("synclog: tracked table \"%s\" left out of the snapshot: %s", name, problem),
+			 errhint("Restore the table, or call synclog.untrack on it.")));
+	PG_RETURN_BOOL(false);
 }
