@@ -34,6 +34,7 @@
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -332,13 +333,16 @@ typedef struct SlResult
  * same op id (unique violation on the op log) is a duplicate; a bad value is
  * invalid_value, and so is one too large for an index or too deeply
  * nested (program limits); anything else a constraint, trigger or rule of the table
- * raised is constraint_violation.  The caller re-throws errors that
+ * raised is constraint_violation.  writing is the table the op was writing
+ * when the error came, if any: a constraint it checks at commit explains an
+ * insufficient-privilege error.  The caller re-throws errors that
  * error_is_fatal_to_batch() names.
  */
 static void
-classify_error(ErrorData *edata, SlResult *r, MemoryContext cxt)
+classify_error(ErrorData *edata, Oid writing, SlResult *r, MemoryContext cxt)
 {
 	StringInfoData msg;
+	char	   *deferred;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
@@ -363,6 +367,22 @@ classify_error(ErrorData *edata, SlResult *r, MemoryContext cxt)
 	else if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
 			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 		r->code = "invalid_value";
+	else if (edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE && OidIsValid(writing) &&
+			 (deferred = sl_deferred_constraints(writing)) != NULL)
+	{
+		/*
+		 * "cannot fire deferred trigger within security-restricted
+		 * operation": say which constraints, and what to do about them.
+		 */
+		r->code = "constraint_violation";
+		appendStringInfo(&msg, "%s: table \"%s\" has constraints checked at commit (%s), "
+						 "and synclog writes a pushed row with the table owner's rights, "
+						 "which end with the op; declare them DEFERRABLE INITIALLY IMMEDIATE "
+						 "or NOT DEFERRABLE", edata->message, get_rel_name(writing), deferred);
+		r->message = msg.data;
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	else
 		r->code = "constraint_violation";
 	appendStringInfoString(&msg, edata->message);
@@ -482,6 +502,7 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 		PG_CATCH();
 		{
 			ErrorData  *edata;
+			Oid			writing = sl_push_relid;	/* the table being written, if any */
 
 			MemoryContextSwitchTo(oldcontext);
 			edata = CopyErrorData();
@@ -497,7 +518,7 @@ apply_batch(SlOp *ops, SlTable **tables, SlResult *results, int nops,
 			if (per_op)
 			{
 				/* Only op `current` was rolled back: refuse it, go on after it. */
-				classify_error(edata, &results[current], cxt);
+				classify_error(edata, writing, &results[current], cxt);
 				if (results[current].outcome == SL_DUPLICATE)
 					hash_search(applied, ops[current].id, HASH_ENTER, NULL);
 				results[current].pending = false;

@@ -162,6 +162,7 @@ DECLARE
     existing synclog.tracked;
     clash    regclass;
     problem  text;
+    deferred text;
 BEGIN
     IF tbl IS NULL OR group_column IS NULL THEN
         RAISE EXCEPTION 'synclog.track needs a table and a group column'
@@ -252,6 +253,18 @@ BEGIN
 
     -- Rows already in the table enter the change stream as server writes.
     PERFORM synclog._capture_existing(tbl);
+
+    -- Pushed rows are written with the owner's rights, which end with the
+    -- op: PostgreSQL cannot carry a check deferred to commit past that, so
+    -- such a constraint refuses the pushes that would queue it.
+    SELECT string_agg(DISTINCT quote_ident(coalesce(con.conname, tg.tgname)), ', ') INTO deferred
+      FROM pg_trigger tg LEFT JOIN pg_constraint con ON con.oid = tg.tgconstraint
+     WHERE tg.tgrelid = tbl AND tg.tginitdeferred AND tg.tgenabled <> 'D';
+    IF deferred IS NOT NULL THEN
+        RAISE WARNING 'table "%" has constraints checked at commit: %', tbl, deferred
+            USING DETAIL = 'synclog writes a pushed row with the table owner''s rights, which end with the op, and PostgreSQL cannot defer a check past that: a push that would queue such a check is refused (constraint_violation). Direct writes are not affected.',
+                  HINT = 'Declare them DEFERRABLE INITIALLY IMMEDIATE or NOT DEFERRABLE (for a foreign key: ALTER TABLE ... ALTER CONSTRAINT ... DEFERRABLE INITIALLY IMMEDIATE).';
+    END IF;
 END
 $$;
 

@@ -92,6 +92,7 @@ typedef struct SlAsOwner
 extern void sl_as_owner_begin(Oid owner, SlAsOwner *save);
 extern void sl_as_owner_end(SlAsOwner *save);
 extern const char *sl_key_type_problem(Oid typid, Oid coll);
+extern char *sl_deferred_constraints(Oid relid);
 
 extern SlTable *sl_table_by_name(const char *name);
 extern SlTable *sl_table_by_relid(Oid relid);

@@ -14,12 +14,17 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -230,6 +235,52 @@ sl_as_owner_end(SlAsOwner *save)
 {
 	AtEOXact_GUC(false, save->nestlevel);
 	SetUserIdAndSecContext(save->userid, save->sec_context);
+}
+
+/*
+ * The constraints of table relid that PostgreSQL checks at commit
+ * (DEFERRABLE INITIALLY DEFERRED foreign keys and constraint triggers),
+ * quoted and comma-separated, or NULL if it has none.  A push cannot write
+ * a row that queues such a check: the write runs with the owner's rights,
+ * which end with the op, and PostgreSQL refuses to carry a deferred trigger
+ * past a security-restricted operation.  Read only to explain that refusal.
+ */
+char *
+sl_deferred_constraints(Oid relid)
+{
+	Relation	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	StringInfoData names;
+	List	   *seen = NIL;
+
+	initStringInfo(&names);
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		char	   *name = NULL;
+
+		if (!tg->tginitdeferred || tg->tgenabled == TRIGGER_DISABLED)
+			continue;
+		/* A foreign key has several triggers: name the constraint once. */
+		if (OidIsValid(tg->tgconstraint))
+		{
+			if (list_member_oid(seen, tg->tgconstraint))
+				continue;
+			seen = lappend_oid(seen, tg->tgconstraint);
+			name = get_constraint_name(tg->tgconstraint);
+		}
+		if (name == NULL)
+			name = NameStr(tg->tgname);
+		appendStringInfo(&names, "%s%s", names.len ? ", " : "", quote_identifier(name));
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return names.len ? names.data : NULL;
 }
 
 /*
