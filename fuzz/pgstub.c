@@ -267,6 +267,9 @@ SlOutcome sl_apply_op(const SlOp *op, SlTable *t, const SlAuth *auth, const char
 SPIPlanPtr sl_plan(const char *sql, int nargs, Oid *argtypes) { (void) sql; (void) nargs; (void) argtypes; UNREACHED(); }
 void sl_push_writing(SlTable *t, const char *row) { (void) t; (void) row; UNREACHED(); }
 void sl_oplog_defer(MemoryContext cxt) { (void) cxt; UNREACHED(); }
+Oid sl_push_relid = InvalidOid;
+char *sl_deferred_constraints(Oid relid) { (void) relid; UNREACHED(); }
+char *get_rel_name(Oid relid) { (void) relid; UNREACHED(); }
 void sl_oplog_flush(void) { UNREACHED(); }
 void sl_oplog_discard(void) { UNREACHED(); }
 SlTable *sl_table_by_name(const char *name) { (void) name; UNREACHED(); }
