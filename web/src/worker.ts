@@ -15,7 +15,7 @@
 
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
 
-import { Store } from './store.js';
+import { Store, type SqliteDb } from './store.js';
 import { Sync, type SyncEvent } from './sync.js';
 import {
   wireError,
@@ -38,7 +38,7 @@ interface WorkerScope {
 const scope = globalThis as unknown as WorkerScope;
 
 /* The sahpool's util object and database, as far as this file uses them. */
-interface PoolDb {
+interface PoolDb extends SqliteDb {
   close(): void;
 }
 interface Pool {
