@@ -14,8 +14,9 @@
  * are integers in [0, 2^53), an hlc is 16 lowercase hex digits, a client_id
  * is 1-64 bytes, changes come in increasing seq order, every string is
  * well-formed Unicode (jansson refuses lone surrogates; SQLite would turn one
- * into U+FFFD and so into another row id), and strings and JSON nesting are
- * bounded (LIMITS).  Unknown frame types give null and unknown fields are
+ * into U+FFFD and so into another row id), names, ids and row ids hold no
+ * NUL (jansson refuses it too), and strings and JSON nesting are bounded
+ * (LIMITS).  Unknown frame types give null and unknown fields are
  * dropped, as the protocol asks.
  *
  * Numbers in fields are JavaScript numbers, as JSON.parse reads them: an
