@@ -100,7 +100,8 @@ export interface SyncStore {
 export type SyncEvent =
   | { type: 'status'; connected: boolean; lastError: { code: string; message: string } | null }
   | { type: 'change'; tables: string[] } /* visible rows of these tables changed by the server */
-  | { type: 'rejected'; rejections: Rejection[] };
+  | { type: 'rejected'; rejections: Rejection[] }
+  | { type: 'applied' } /* a frame went into the store: cursor and outbox may have moved */;
 
 /* The part of the browser's WebSocket that sync uses (a test passes a fake). */
 export interface WebSocketLike {
@@ -541,8 +542,14 @@ export class Sync {
     this.say({ type: 'status', connected: c.state === 'live', lastError: err });
   }
 
+  /*
+   * After every frame applied: 'change' when visible rows changed, and
+   * 'applied' always, since the cursor and the outbox may have moved without
+   * any visible row changing (a client's own op confirmed, say).
+   */
   private sayChange(tables: Set<string>): void {
     if (tables.size > 0) this.say({ type: 'change', tables: [...tables] });
+    this.say({ type: 'applied' });
   }
 
   /* ---------------------------------------------------------------- pushing */

@@ -361,6 +361,9 @@ function onSyncEvent(e: SyncEvent): void {
       for (const r of e.rejections) emit({ event: 'rejected', payload: r });
       refreshStatus();
       break;
+    case 'applied':
+      refreshStatus();
+      break;
   }
 }
 

@@ -693,3 +693,15 @@ test('options are checked', () => {
   const { FakeWS } = fakeSocketClass();
   assert.throws(() => new Sync({ url: 'ws://x/', token: 't', groups: [], store: new FakeStore(), WebSocket: FakeWS, maxBatchOps: 0 }, () => {}), /maxBatchOps/);
 });
+
+test('every frame applied says applied, also one that changes no visible row', () => {
+  const t = setup();
+  t.store.write(1);
+  t.sync.start();
+  const ws = t.connect();
+  const before = t.events.filter((e) => e.type === 'applied').length;
+  ws.receive(ackOf(ws.pushes()[0]));
+  const after = t.events.filter((e) => e.type === 'applied').length;
+  assert.equal(after, before + 1, 'an ack that rejects nothing still moves the outbox: the worker refreshes status on it');
+  assert.equal(t.events.filter((e) => e.type === 'change').length, 0, 'no visible row changed');
+});
