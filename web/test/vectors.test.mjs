@@ -5,7 +5,8 @@
 // runs the same files against client/hlc.c and client/merge.c, so a case
 // that passes here and there is a decision both clients make the same way.
 //
-// One test per case, named "<file>: <case name>"; a mismatch says what was
+// One test per case, named after the case inside a suite named after its
+// file ("<file> > <case name>" in suite 70); a mismatch says what was
 // expected and what came back.  The vectors' words map to the TS API so:
 // error "invalid" is an HlcError (hlc.json) or a MergeError (the others)
 // thrown; "range" is an HlcError thrown by now(); "skew" is observe()
@@ -321,7 +322,7 @@ test('emptyRow() is the unknown row the vectors write', () => {
 for (const [file, run] of Object.entries(RUNNERS)) {
   describe(file, () => {
     for (const c of load(file)) {
-      test(`${file}: ${c.name}`, () => {
+      test(c.name, () => {
         assert.ok(typeof c.name === 'string' && c.input && typeof c.input === 'object', 'bad vector: a case needs name and input');
         run(c);
       });
