@@ -1379,7 +1379,7 @@ export class Store {
    * queries: found with SQLite's authorizer while the statement is prepared
    * (its SQLITE_READ actions), when StoreOptions.capi was given; otherwise
    * from EXPLAIN's OpenRead root pages mapped through sqlite_schema.  Views
-   * count as the tables they read.  StoreError invalid_argument as query().
+   * count as the tables they read, never as themselves.  StoreError invalid_argument as query().
    */
   tablesRead(sql: string): string[] {
     const found = new Set<string>();
@@ -1423,7 +1423,11 @@ export class Store {
         st.finalize();
       }
     }
-    return [...found].filter(tableNameOk).sort();
+    /* The authorizer also reports a view's own columns: only tables change. */
+    const tables = new Set(this.rows("SELECT name FROM sqlite_schema WHERE type = 'table'" +
+                                     " UNION SELECT name FROM sqlite_temp_schema WHERE type = 'table'",
+                                     [], 'read the schema').map((r) => String(r[0])));
+    return [...found].filter((t) => tables.has(t) && tableNameOk(t)).sort();
   }
 }
 
