@@ -101,8 +101,8 @@ export interface SqliteDb {
  * sqlite3.capi's authorizer, for tablesRead (an oo1.DB does not lead back to
  * the module's capi, so the caller passes it in StoreOptions.capi).
  */
-export type AuthorizerFn = (pV: unknown, code: number, s0: string | null, s1: string | null,
-                            s2: string | null, s3: string | null) => number;
+export type AuthorizerFn = (pV: unknown, code: number, s0: string | 0 | null, s1: string | 0 | null,
+                            s2: string | 0 | null, s3: string | 0 | null) => number; /* 0: a NULL char* */
 export interface SqliteCapi {
   sqlite3_set_authorizer(db: unknown, fn: AuthorizerFn | 0 | null, pUser: unknown): number;
 }
@@ -132,7 +132,7 @@ export interface StoreOptions {
    * sqlite3.capi of the module that opened db.  With it tablesRead() uses
    * SQLite's authorizer; without it, EXPLAIN's OpenRead root pages.
    */
-  capi?: SqliteCapi;
+  capi?: object; /* sqlite3.capi; object, since sqlite-wasm's .d.ts types the authorizer narrower than its code */
 }
 
 /* ---------------------------------------------------------------- constants */
@@ -328,13 +328,17 @@ export class Store {
    * first time and loads what the store keeps in memory.  Throws StoreError
    * storage when the database cannot be read or written.
    */
-  constructor(db: SqliteDb, opts: StoreOptions = {}) {
-    if (db === null || typeof db !== 'object' || typeof db.prepare !== 'function')
+  constructor(db: unknown, opts: StoreOptions = {}) {
+    /* unknown, not SqliteDb: sqlite-wasm's .d.ts lacks Stmt.isReadOnly, which its code has. */
+    if (!isObject(db) || typeof (db as { prepare?: unknown }).prepare !== 'function')
       throw new StoreError('invalid_argument', 'Store needs an open sqlite-wasm oo1.DB');
-    this.db = db;
+    this.db = db as unknown as SqliteDb;
     this.nowMs = opts.now ?? (() => Date.now());
     this.newUuid = opts.randomUUID ?? (() => globalThis.crypto.randomUUID());
-    this.capi = opts.capi;
+    if (opts.capi !== undefined &&
+        typeof (opts.capi as { sqlite3_set_authorizer?: unknown }).sqlite3_set_authorizer !== 'function')
+      throw new StoreError('invalid_argument', 'StoreOptions.capi has no sqlite3_set_authorizer');
+    this.capi = opts.capi as SqliteCapi | undefined;
     let clientId = '';
     try {
       const mode = String(this.value('PRAGMA journal_mode'));
@@ -1386,7 +1390,7 @@ export class Store {
     if (this.capi !== undefined) {
       const capi = this.capi;
       const rc = capi.sqlite3_set_authorizer(this.db.pointer, (_pV, code, s0) => {
-        if (code === SQLITE_READ && s0 !== null)
+        if (code === SQLITE_READ && typeof s0 === 'string')
           found.add(s0);
         return SQLITE_OK;
       }, 0);
