@@ -286,7 +286,8 @@ async function becomeOwner(p: OpenParams): Promise<void> {
     throw new WorkerError('storage_unavailable', `cannot open synclog's storage in OPFS: ${e instanceof Error ? e.message : String(e)}`);
   }
   db = new opened.OpfsSAHPoolDb('/synclog.db');
-  store = new Store(db);
+  /* capi: tablesRead uses SQLite's authorizer (else EXPLAIN, slower). */
+  store = new Store(db, sqlite3 ? { capi: sqlite3.capi } : {});
   sync = new Sync({ url: p.url, token: p.token, groups: p.groups, store }, onSyncEvent);
   owner = true;
   ownerId = workerId;
