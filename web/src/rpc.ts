@@ -43,8 +43,6 @@ export interface OpenParams {
 export type PageToWorker =
   | { kind: 'open'; params: OpenParams }
   | ({ kind: 'req'; id: number } & Method)
-  | { kind: 'freeze' }
-  | { kind: 'resume' }
   | { kind: 'close' };
 
 /* Worker → its page. */

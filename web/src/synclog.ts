@@ -142,17 +142,17 @@ export async function openSynclog(options: OpenOptions): Promise<Synclog> {
     if (!ok) throw new SynclogError('unsupported', `this browser has no ${what}, which synclog needs`);
 
   const workerUrl = options.workerUrl ?? new URL('./synclog-worker.js', import.meta.url);
-  const worker = new Worker(workerUrl, { type: 'module', name: `synclog:${name}` });
-  const handle = new Synclog(worker);
-  await handle._open({ url, token, groups: [...groups], name });
+  const handle = new Synclog(workerUrl, { url, token, groups: [...groups], name });
+  await handle._open();
   return handle;
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type Call = Pending & { method: MethodName; args: Method['args'] };
 
 export class Synclog {
   private nextId = 1;
-  private readonly calls = new Map<number, Pending>();
+  private readonly calls = new Map<number, Call>();
   private readonly listeners: { [K in EventName]: Set<(e: Events[K]) => void> } = {
     status: new Set(),
     change: new Set(),
@@ -162,34 +162,65 @@ export class Synclog {
   private closed = false;
   private opened: Pending | null = null;
   private closedWait: (() => void) | null = null;
-  private readonly onFreeze = () => this.post({ kind: 'freeze' });
-  private readonly onResume = () => this.post({ kind: 'resume' });
+  private worker: Worker;
+  private frozen = false;
+  /*
+   * A frozen page's worker is frozen with it, and would keep the lock and
+   * the file's access handles from every other tab: the page ends it (as a
+   * closed tab would) and starts a new one, a follower at first, when it
+   * resumes.  Calls unanswered meanwhile are sent again to the new worker;
+   * writes carry their op ids, so one the old worker committed is not
+   * written twice.
+   */
+  private readonly onFreeze = () => {
+    if (this.closed || this.frozen) return;
+    this.frozen = true;
+    this.worker.terminate();
+    this.setStatus({ ...this.current, owner: false, connected: false });
+  };
+  private readonly onResume = () => {
+    if (this.closed || !this.frozen) return;
+    this.frozen = false;
+    this.worker = this.spawn();
+    this.post({ kind: 'open', params: this.params });
+    for (const [id, c] of this.calls) this.post({ kind: 'req', id, method: c.method, args: c.args } as PageToWorker);
+  };
 
   /* @internal: use openSynclog. */
-  constructor(private readonly worker: Worker) {
-    worker.onmessage = (ev: MessageEvent) => this.onMessage(ev.data as WorkerToPage);
-    worker.onerror = (ev: ErrorEvent) => {
-      const e = new SynclogError('internal', `synclog's worker failed: ${ev.message || 'it could not be loaded'}`);
-      this.opened?.reject(e);
-      this.opened = null;
-      this.failAll(e);
-    };
+  constructor(private readonly workerUrl: string | URL, private readonly params: OpenParams) {
+    this.worker = this.spawn();
     if (typeof document !== 'undefined') {
       document.addEventListener('freeze', this.onFreeze);
       document.addEventListener('resume', this.onResume);
     }
   }
 
+  private spawn(): Worker {
+    const worker = new Worker(this.workerUrl, { type: 'module', name: `synclog:${this.params.name}` });
+    worker.onmessage = (ev: MessageEvent) => {
+      if (worker === this.worker) this.onMessage(ev.data as WorkerToPage);
+    };
+    worker.onerror = (ev: ErrorEvent) => {
+      if (worker !== this.worker) return;
+      const e = new SynclogError('internal', `synclog's worker failed: ${ev.message || 'it could not be loaded'}`);
+      this.opened?.reject(e);
+      this.opened = null;
+      this.failAll(e);
+    };
+    return worker;
+  }
+
   /* @internal */
-  _open(params: OpenParams): Promise<void> {
+  _open(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.opened = { resolve: () => resolve(), reject };
-      this.post({ kind: 'open', params });
+      this.post({ kind: 'open', params: this.params });
     });
   }
 
   private post(m: PageToWorker): void {
-    this.worker.postMessage(m);
+    /* Frozen: the call waits in this.calls and goes to the next worker. */
+    if (!this.frozen) this.worker.postMessage(m);
   }
 
   private onMessage(m: WorkerToPage): void {
@@ -261,7 +292,7 @@ export class Synclog {
     if (this.closed) return Promise.reject(new SynclogError('closed', 'this synclog handle is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.calls.set(id, { resolve, reject });
+      this.calls.set(id, { resolve, reject, method, args });
       this.post({ kind: 'req', id, method, args } as PageToWorker);
     });
   }

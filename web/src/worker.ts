@@ -8,7 +8,8 @@
  * executes every tab's requests.  The others are followers: they forward
  * their page's requests over the BroadcastChannel and relay the owner's
  * events.  When the owner goes (tab closed, crashed, frozen), the lock
- * passes to the next follower in its queue, which opens the file and runs
+ * passes to the next follower in its queue (a frozen page ends its worker,
+ * see synclog.ts), which opens the file and runs
  * the requests still unanswered; writes carry op ids made by the calling
  * page, so one that the old owner did commit is not written twice.
  */
@@ -61,7 +62,6 @@ const workerId = crypto.randomUUID();
 let params: OpenParams | null = null;
 let channel: BroadcastChannel | null = null;
 let closing = false;
-let frozen = false;
 
 /* Follower state. */
 let ownerId: string | null = null;
@@ -322,7 +322,7 @@ function seekOwnership(p: OpenParams): void {
   lockAbort = new AbortController();
   navigator.locks
     .request(`synclog:${p.name}`, { signal: lockAbort.signal }, async () => {
-      if (closing || frozen) return;
+      if (closing) return;
       try {
         await becomeOwner(p);
       } catch (e) {
@@ -338,7 +338,7 @@ function seekOwnership(p: OpenParams): void {
       releaseLock = null;
     })
     .catch((e: unknown) => {
-      if (e instanceof Error && e.name === 'AbortError') return; /* close() or freeze */
+      if (e instanceof Error && e.name === 'AbortError') return; /* close() */
       fatal(wireError(e, 'internal'));
     });
 }
@@ -399,18 +399,6 @@ scope.addEventListener('message', (ev: MessageEvent) => {
         break;
       }
       onPageRequest(m);
-      break;
-    case 'freeze':
-      /* A frozen tab must not keep the database from the others. */
-      frozen = true;
-      release();
-      break;
-    case 'resume':
-      if (!frozen || closing || !params) break;
-      frozen = false;
-      announcedReady = true; /* the page is open already */
-      toPeers({ kind: 'who', from: workerId });
-      seekOwnership(params);
       break;
     case 'close':
       closing = true;
