@@ -372,6 +372,8 @@ usage(FILE *f)
 	        "  --db CONNINFO           libpq connection string or URI; multi-host with\n"
 	        "                          target_session_attrs=read-write works (SYNCLOG_DB)\n"
 	        "  --static DIR            serve DIR's files over plain HTTP on the same port\n"
+	        "                          (/ is DIR/index.html; .html .js .mjs .css .json .map\n"
+	        "                          .wasm .ts and image types; Cache-Control: no-store)\n"
 	        "  --db-connections N      database connections, 1-64 (default 4): one reads the\n"
 	        "                          change stream, the others carry the clients' queries\n"
 	        "  --max-connections N     WebSocket connections at most (default 10000); more\n"
@@ -583,6 +585,22 @@ main(int argc, char **argv)
 	};
 	protocols[1].per_session_data_size = sl_session_data_size();
 
+	/*
+	 * --static: lws knows .html, .js, .css and a few image and font
+	 * types itself, and answers any other file with 415.  A browser needs
+	 * these too: an ES module (.mjs) must come as JavaScript, a .wasm as
+	 * application/wasm (WebAssembly.instantiateStreaming refuses anything
+	 * else), source maps and declarations as text.  lws checks its own list
+	 * first, then this one; a suffix in neither still gets 415.  Files go out
+	 * with lws's "Cache-Control: no-store" (no cache_max_age), so a reload
+	 * always gets the build on disk, never a page of one build with the
+	 * worker or .wasm of another.
+	 */
+	static struct lws_protocol_vhost_options mime_ts = { NULL, NULL, ".ts", "text/plain; charset=utf-8" };
+	static struct lws_protocol_vhost_options mime_map = { &mime_ts, NULL, ".map", "application/json" };
+	static struct lws_protocol_vhost_options mime_json = { &mime_map, NULL, ".json", "application/json" };
+	static struct lws_protocol_vhost_options mime_wasm = { &mime_json, NULL, ".wasm", "application/wasm" };
+	static struct lws_protocol_vhost_options mime_mjs = { &mime_wasm, NULL, ".mjs", "text/javascript" };
 	static struct lws_http_mount mount;
 	memset(&mount, 0, sizeof mount);
 	mount.mountpoint = "/";
@@ -590,6 +608,7 @@ main(int argc, char **argv)
 	mount.origin = static_dir;
 	mount.def = "index.html";
 	mount.origin_protocol = LWSMPRO_FILE;
+	mount.extra_mimetypes = &mime_mjs;
 
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);

@@ -44,7 +44,12 @@
 #      but sends nothing for 5 s is pinged and stays open; one that neither
 #      reads nor sends for 5 s is closed;
 #   9. --static DIR: GET /index.html and /app.js return the files' bytes, a
-#      missing file gives 404;
+#      missing file gives 404; GET / is index.html; each type a browser
+#      needs for web/dist comes with its Content-Type (.html text/html, .js
+#      and .mjs text/javascript, .wasm application/wasm — else
+#      WebAssembly.instantiateStreaming refuses it —, .css, .json, .map,
+#      .d.ts) and Cache-Control: no-store, and a file in a subdirectory is
+#      served too;
 #  10. a multi-host conninfo whose first host is dead (port 1): the gateway
 #      starts and a hello gets welcome;
 #  11. --db-connections 4: 50 pushes sent without waiting, each setting one
@@ -479,6 +484,15 @@ mkdir -p "$tmp/static"
 	echo "// app.js"
 	head -c 20000 /dev/urandom | base64 | sed 's/^/\/\/ /'
 } >"$tmp/static/app.js"
+# One file of each type web/dist holds, and one a directory down.
+mkdir -p "$tmp/static/sub"
+echo 'export const x = 1;' >"$tmp/static/mod.mjs"
+printf '\0asm\1\0\0\0' >"$tmp/static/mod.wasm"
+echo '{"version":3,"sources":[],"mappings":""}' >"$tmp/static/app.js.map"
+echo '{"a":1}' >"$tmp/static/data.json"
+echo 'body { margin: 0 }' >"$tmp/static/style.css"
+echo 'export declare const x: number;' >"$tmp/static/mod.d.ts"
+echo '<!doctype html><title>sub</title>' >"$tmp/static/sub/page.html"
 start_gw g1 --db "$conninfo" --db-connections 4 \
 	--allow-origin "http://good.example,http://also.example" --static "$tmp/static"
 port1=${gw_port[g1]:-}
@@ -568,7 +582,8 @@ fi
 
 # --- 9. static files -------------------------------------------------------------
 c9="--static:"
-if need_gw g1 "$c9 GET /index.html and /app.js return the files' bytes" "$c9 a missing file gives 404"; then
+if need_gw g1 "$c9 GET /index.html and /app.js return the files' bytes" "$c9 a missing file gives 404" \
+	"$c9 GET / is index.html" "$c9 each file type of web/dist has its Content-Type and Cache-Control: no-store"; then
 	ok=1
 	for f in index.html app.js; do
 		code=$(curl -s --max-time 10 -o "$tmp/got-$f" -w '%{http_code}' "http://127.0.0.1:$port1/$f")
@@ -577,12 +592,40 @@ if need_gw g1 "$c9 GET /index.html and /app.js return the files' bytes" "$c9 a m
 			ok=0
 		fi
 	done
-	code=$(curl -s --max-time 10 -o "$tmp/got-root" -w '%{http_code}' "http://127.0.0.1:$port1/")
-	echo "GET / (not checked): HTTP $code, $(cmp -s "$tmp/got-root" "$tmp/static/index.html" && echo "index.html's bytes" || echo "not index.html")"
 	((ok)) && pass "$c9 GET /index.html and /app.js return the files' bytes" ||
 		fail "$c9 GET /index.html and /app.js return the files' bytes"
 	code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port1/missing.html")
 	[[ $code == 404 ]] && pass "$c9 a missing file gives 404" || fail "$c9 a missing file gives 404 (got HTTP $code)"
+	code=$(curl -s --max-time 10 -o "$tmp/got-root" -w '%{http_code}' "http://127.0.0.1:$port1/")
+	if [[ $code == 200 ]] && cmp -s "$tmp/got-root" "$tmp/static/index.html"; then
+		pass "$c9 GET / is index.html"
+	else
+		fail "$c9 GET / is index.html (HTTP $code, $(wc -c <"$tmp/got-root" 2>/dev/null) bytes)"
+	fi
+	# PATH TYPE: the Content-Type wanted (up to a "; charset=" parameter).
+	ok=1
+	while read -r f want; do
+		code=$(curl -s --max-time 10 -D "$tmp/hdr" -o "$tmp/got" -w '%{http_code}' "http://127.0.0.1:$port1/$f")
+		type=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;[:space:]]*\).*/\1/p' "$tmp/hdr" | tr -d '\r')
+		cc=$(sed -n 's/^[Cc]ache-[Cc]ontrol: *//p' "$tmp/hdr" | tr -d '\r')
+		if [[ $code != 200 || $type != "$want" || $cc != no-store ]] || ! cmp -s "$tmp/got" "$tmp/static/$f"; then
+			echo "GET /$f: HTTP $code, Content-Type '$type', Cache-Control '$cc', $(wc -c <"$tmp/got") bytes;" \
+				"expected 200, '$want', 'no-store', $(wc -c <"$tmp/static/$f") bytes"
+			ok=0
+		fi
+	done <<-'EOF'
+		index.html text/html
+		app.js text/javascript
+		mod.mjs text/javascript
+		mod.wasm application/wasm
+		app.js.map application/json
+		data.json application/json
+		style.css text/css
+		mod.d.ts text/plain
+		sub/page.html text/html
+	EOF
+	((ok)) && pass "$c9 each file type of web/dist has its Content-Type and Cache-Control: no-store" ||
+		fail "$c9 each file type of web/dist has its Content-Type and Cache-Control: no-store"
 fi
 
 # --- 11. one client's pushes applied in order ----------------------------------
