@@ -7,9 +7,9 @@
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
 export PG_CONFIG
 
-.PHONY: all deps ext gateway client install installcheck check demo bench soak fuzz clean
+.PHONY: all deps ext gateway client web install installcheck check demo bench soak fuzz clean
 
-all: ext gateway client
+all: ext gateway client web
 
 deps:
 	@scripts/deps.sh
@@ -29,6 +29,13 @@ gateway:
 # under ASan and UBSan.
 client:
 	$(MAKE) -C client
+
+# The browser client (issue 15): web/build.mjs (esbuild, and tsc for the
+# declarations) makes web/dist/, the ready-to-serve build, and web/build/lib/
+# for the Node tests (tests/suites/70-web-unit.sh, 71-web-browser.sh).  Its
+# tools are web/node_modules, which `make deps` installs (npm ci).
+web:
+	cd web && node build.mjs
 
 # Installing into PostgreSQL's directories needs root; use sudo otherwise.
 install: all
@@ -78,4 +85,4 @@ clean:
 	$(MAKE) -C pg_ext clean
 	$(MAKE) -C gateway clean
 	$(MAKE) -C client clean
-	rm -rf build
+	rm -rf build web/dist web/build
