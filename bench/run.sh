@@ -45,6 +45,11 @@
 #      synclog-cli sync timed end to end, against psql reading the same
 #      changes in pages (bench/catchup.sh: a cluster and a gateway of its
 #      own).  Its rows join the table and results.json too.
+#   7. The browser client (issue 15): bench/web/web.sh, headless Chromium
+#      through a gateway and a cluster of its own: local put against a bare
+#      sqlite-wasm INSERT on the same VFS, 1,000-change frames against
+#      batched INSERTs, first sync of 100,000 rows (its row beside the C
+#      client's catch-up), put to visible in a second browser.
 #
 # Output: a table on stdout, bench/results.json (a JSON list of objects
 # with keys name, value, unit, baseline, ratio, target, met, plus min, max and
@@ -71,6 +76,7 @@
 #                     durations, quick and full)
 #   BENCH_CLIENT=0    skip the client store's figures (bench/client.sh)
 #   BENCH_CATCHUP=0   skip the catch-up figure of the client part (bench/catchup.sh)
+#   BENCH_WEB=0       skip the browser client's figures (bench/web/web.sh)
 #   PG_CONFIG / PG_BINDIR   where PostgreSQL's binaries are
 #   TMPDIR (or CLUSTER_TMPDIR)   where the cluster's directory is made (/tmp)
 #
@@ -464,6 +470,22 @@ if [[ ${BENCH_CLIENT:-1} != 0 ]]; then
 	echo
 fi
 
+# --- the browser client (bench/web/web.sh) ------------------------------------------
+
+WEB_ROWS_FILE=$BUILD_DIR/web/rows.txt
+WEB_STATUS=0
+if [[ ${BENCH_WEB:-1} != 0 ]]; then
+	mkdir -p "$BUILD_DIR/web"
+	rm -f "$WEB_ROWS_FILE" "$WEB_ROWS_FILE.note"
+	WEB_ROWS_OUT=$WEB_ROWS_FILE "$BENCH_DIR/web/web.sh" || WEB_STATUS=$?
+	[[ ! -f $WEB_ROWS_FILE.note ]] || GW_NOTE+="${GW_NOTE:+; }$(cat "$WEB_ROWS_FILE.note")"
+	if ((WEB_STATUS != 0)); then
+		echo "bench: the browser benchmarks failed (status $WEB_STATUS; see above)" >&2
+		GW_NOTE+="${GW_NOTE:+; }the browser benchmarks FAILED"
+	fi
+	echo
+fi
+
 # --- report -------------------------------------------------------------------------
 
 # Each row: see bench/report.sh (add_row, print_rows_table, write_rows_json).
@@ -503,6 +525,22 @@ fi
 if [[ -f $CLIENT_ROWS_FILE ]]; then
 	while IFS= read -r row; do ROWS+=("$row"); done <"$CLIENT_ROWS_FILE"
 fi
+# The browser's rows last; its first-sync row right after the C client's
+# catch-up rows when there are both.
+if [[ -f $WEB_ROWS_FILE ]]; then
+	WEB_FIRST=$(grep '^web_first_sync_s|' "$WEB_ROWS_FILE" || true)
+	if [[ -n $WEB_FIRST ]] && printf '%s\n' "${ROWS[@]}" | grep -q '^client_catchup'; then
+		KEPT=() placed=0
+		for row in "${ROWS[@]}"; do
+			KEPT+=("$row")
+			if ((!placed)) && [[ $row == client_catchup*_changes_per_s\|* ]]; then KEPT+=("$WEB_FIRST"); placed=1; fi
+		done
+		ROWS=("${KEPT[@]}")
+	else
+		WEB_FIRST=""
+	fi
+	while IFS= read -r row; do [[ -n $WEB_FIRST && $row == "$WEB_FIRST" ]] || ROWS+=("$row"); done <"$WEB_ROWS_FILE"
+fi
 
 print_rows_table "(value: median of $TRIALS trials [min-max]; lag: ${LAG[samples]:-0} samples, ${LAG[missed]:-?} missed, ${LAG[rejected]:-?} refused, ${LAG[notifications]:-?} notifications${GW_NOTE:+; $GW_NOTE})"
 write_rows_json "$RESULTS"
@@ -516,4 +554,4 @@ echo "wrote $RESULTS ($(($(date +%s) - T_START)) s; raw trials in $TRIALS_FILE, 
 if [[ $(so_fingerprint) != "$SO_MD5" ]]; then
 	echo "bench: WARNING: $SO_PATH changed during the run (now md5 $(so_fingerprint)); the cluster used the library it loaded at start (md5 $SO_MD5)" >&2
 fi
-((GW_STATUS == 0 && CLIENT_STATUS == 0)) || exit 1
+((GW_STATUS == 0 && CLIENT_STATUS == 0 && WEB_STATUS == 0)) || exit 1
