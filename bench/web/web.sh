@@ -32,6 +32,11 @@
 # Per-trial figures in build/bench/web/trials.txt.  The EXIT trap stops the
 # gateway, the cluster and (through bench.mjs, and its process group) every
 # browser; the temporary static directory is removed.
+#
+# Environment: BENCH_QUICK=1, BENCH_WEB_TRIALS (5, quick 2), BENCH_WEB_ROWS
+# (the first sync's rows), BENCH_WEB_FIRST_SYNC=0 (skip that figure: then
+# this script stops for want of its row), CHROMIUM (/usr/bin/chromium),
+# PG_CONFIG / PG_BINDIR, TMPDIR.  Note: it rebuilds web/dist/ (node build.mjs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
