@@ -275,6 +275,8 @@ export async function startGateway({ port, args = [] } = {}) {
     exited,
     kill() { try { proc.kill('SIGKILL'); } catch { /* gone */ } return exited; },
     async stop() {
+      /* Idempotent: a test may stop its gateway (to go offline) and t.after stop it again. */
+      if (finalLog !== null) return exited;
       try { proc.kill('SIGTERM'); } catch { /* gone */ }
       const t = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, 10_000);
       const st = await exited;
